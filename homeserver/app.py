@@ -1,0 +1,188 @@
+"""Wiring: configuration -> database, bus, services -> the Quart app.
+
+Everything is constructed here and passed in explicitly; nothing looks
+services up by name at run time (see ../shared/STYLE.md on Synapse's locator).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from quart import Quart, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from homeserver import errors
+from homeserver.config import Config
+from homeserver.infra.ratelimit import LocalRateLimiter, NoRateLimiter, RateLimiter
+from homeserver.logs import request_id_var
+from homeserver.services.accounts import AccountService
+from homeserver.services.auth import AuthService
+from homeserver.storage.accounts import AccountStore
+from homeserver.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization, Date",
+    "Access-Control-Expose-Headers": "Retry-After, X-Request-Id",
+}
+
+
+@dataclass
+class Services:
+    config: Config
+    db: Database
+    limiter: RateLimiter
+    account_store: AccountStore
+    auth: AuthService
+    accounts: AccountService
+    metrics: "Metrics"
+    # Closed in reverse order on shutdown.
+    closers: list[Any] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for closer in reversed(self.closers):
+            await closer()
+        await self.db.close()
+
+
+class Metrics:
+    def __init__(self, db: Database) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "parley_http_requests", "HTTP requests", ["method", "endpoint", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "parley_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "endpoint"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        db_ref = db
+
+        class _PoolCollector:
+            def collect(self) -> Any:
+                stats = db_ref.pool_stats()
+                fam = GaugeMetricFamily("parley_db_pool_connections", "Database pool connections", labels=["state"])
+                fam.add_metric(["total"], stats["size"])
+                fam.add_metric(["idle"], stats["idle"])
+                fam.add_metric(["in_use"], stats["size"] - stats["idle"])
+                fam.add_metric(["max"], stats["max"])
+                yield fam
+
+        self.registry.register(_PoolCollector())  # type: ignore[arg-type]
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def build_services(config: Config, db: Database) -> Services:
+    limiter: RateLimiter = LocalRateLimiter() if config.get("rate_limits.enabled", True) else NoRateLimiter()
+    account_store = AccountStore(db)
+    auth = AuthService(config, db, account_store)
+    accounts = AccountService(config, db, account_store, auth, limiter)
+    return Services(
+        config=config,
+        db=db,
+        limiter=limiter,
+        account_store=account_store,
+        auth=auth,
+        accounts=accounts,
+        metrics=Metrics(db),
+    )
+
+
+def create_app(services: Services) -> Quart:
+    from homeserver.api.client import account
+
+    app = Quart("homeserver")
+    app.config["HS"] = services
+    # Long-polls and uploads must not be cut by framework defaults: /sync limits itself.
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["BODY_TIMEOUT"] = 120
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.config["JSON_SORT_KEYS"] = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.url_map.strict_slashes = False
+
+    app.register_blueprint(account.discovery)
+    app.register_blueprint(account.client.blueprint)
+    app.register_blueprint(account.client_v1.blueprint)
+
+    cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
+
+    @app.before_request
+    async def start_request() -> Any:
+        g.start = time.perf_counter()
+        rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+        g.request_id = rid
+        request_id_var.set(rid)
+        if request.method == "OPTIONS":
+            return Response("", status=204)
+        return None
+
+    @app.after_request
+    async def finish_request(response: Response) -> Response:
+        response.headers["Access-Control-Allow-Origin"] = cors_origin
+        for k, v in CORS_HEADERS.items():
+            response.headers.setdefault(k, v)
+        rid = getattr(g, "request_id", None)
+        if rid:
+            response.headers["X-Request-Id"] = rid
+        start = getattr(g, "start", None)
+        if start is not None:
+            endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            elapsed = time.perf_counter() - start
+            services.metrics.requests.labels(request.method, endpoint, str(response.status_code)).inc()
+            services.metrics.latency.labels(request.method, endpoint).observe(elapsed)
+            log.info(
+                "%s %s %d %.1fms", request.method, endpoint, response.status_code, elapsed * 1000,
+            )
+        return response
+
+    @app.errorhandler(errors.MatrixError)
+    async def matrix_error(e: errors.MatrixError) -> Any:
+        return e.body(), e.status, e.headers
+
+    @app.errorhandler(HTTPException)
+    async def http_error(e: HTTPException) -> Any:
+        status = e.code or 500
+        if status == 404:
+            return errors.unrecognized(404, "Unrecognized request").body(), 404
+        if status == 405:
+            return errors.unrecognized(405, "Method not allowed").body(), 405
+        if status == 413:
+            return errors.too_large().body(), 413
+        if status == 400:
+            return {"errcode": "M_UNKNOWN", "error": e.description or "Bad request"}, 400
+        return {"errcode": "M_UNKNOWN", "error": e.description or "Error"}, status
+
+    @app.errorhandler(Exception)
+    async def unexpected(e: Exception) -> Any:
+        log.exception("unhandled error")
+        return {"errcode": "M_UNKNOWN", "error": "Internal server error"}, 500
+
+    @app.route("/health", methods=["GET"])
+    async def health() -> Any:
+        if await services.db.ping():
+            return {"status": "ok"}
+        return {"status": "unavailable", "errcode": "M_UNKNOWN", "error": "database unavailable"}, 503
+
+    @app.route("/metrics", methods=["GET"])
+    async def metrics() -> Any:
+        return Response(services.metrics.render(), content_type="text/plain; version=0.0.4")
+
+    @app.after_serving
+    async def shutdown() -> None:
+        await services.close()
+
+    return app

@@ -1,0 +1,137 @@
+"""Running the homeserver: data directory, embedded database, migrations, hypercorn, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from homeserver.config import Config, render_config_template
+from homeserver.infra.embedded_pg import EmbeddedPostgres
+from homeserver.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE_NAME = "homeserver.yaml"
+
+
+def ensure_data_dir(data_dir: Path, server_name: str, listen: list[str]) -> Path:
+    """Create the data directory with a commented config file on first run; return the config path."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config_path = data_dir / CONFIG_FILE_NAME
+    if not config_path.exists():
+        config_path.write_text(render_config_template(server_name, listen))
+        log.info("wrote a new config file to %s", config_path)
+    return config_path
+
+
+def ensure_signing_key(path: Path) -> None:
+    """Generate an ed25519 signing key file (`ed25519 <version> <seed>`) if there is none."""
+    if path.exists():
+        return
+    import nacl.signing
+
+    key = nacl.signing.SigningKey.generate()
+    version = "a_" + secrets.token_hex(2)
+    seed = base64.b64encode(bytes(key)).decode().rstrip("=")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"ed25519 {version} {seed}\n")
+    path.chmod(0o600)
+    log.info("generated a signing key in %s", path)
+
+
+class Runtime:
+    """What a running homeserver holds on to: the embedded database, the pool."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.embedded: EmbeddedPostgres | None = None
+        self.db: Database | None = None
+
+    async def open_database(self) -> Database:
+        url = self.config.get("database.url")
+        if not url:
+            self.embedded = EmbeddedPostgres(self.config.path("database.embedded_dir"))
+            url = await asyncio.to_thread(self.embedded.start)
+        self.db = await Database.connect(
+            url,
+            min_size=int(self.config.get("database.pool_min", 2)),
+            max_size=int(self.config.get("database.pool_max", 20)),
+        )
+        applied = await self.db.migrate()
+        if applied:
+            log.info("database migrated: %s", ", ".join(applied))
+        return self.db
+
+    def stop_embedded(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+            self.embedded = None
+
+
+def hypercorn_config(config: Config) -> Any:
+    from hypercorn.config import Config as HyperConfig
+
+    hc = HyperConfig()
+    hc.bind = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in config.listen]
+    hc.keep_alive_timeout = float(config.get("http.keep_alive_timeout_s", 75))
+    hc.backlog = int(config.get("http.backlog", 2048))
+    hc.graceful_timeout = float(config.get("http.shutdown_timeout_s", 10))
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    # Headers and bodies are limited by our own code per endpoint.
+    hc.h11_max_incomplete_size = 64 * 1024
+    hc.websocket_max_message_size = 1024 * 1024
+    return hc
+
+
+async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
+    from hypercorn.asyncio import serve as hypercorn_serve
+
+    from homeserver.app import build_services, create_app
+
+    runtime = Runtime(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        db = await runtime.open_database()
+        services = await build_services(config, db)
+        app = create_app(services)
+
+        @app.before_serving
+        async def announce() -> None:
+            for addr in config.listen_strings:
+                print(f"Parley homeserver '{config.server_name}' listening on http://{addr}", flush=True)
+            print(
+                "Create the first user with:  homeserver register-user --data-dir "
+                f"{config.data_dir} --admin USERNAME",
+                flush=True,
+            )
+            if ready is not None:
+                ready.set()
+
+        await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    finally:
+        await asyncio.to_thread(runtime.stop_embedded)
+        log.info("stopped")
+
+
+def run_blocking(config: Config) -> int:
+    try:
+        asyncio.run(serve(config))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
