@@ -8,13 +8,13 @@ from typing import Any
 from canonicaljson import encode_canonical_json as _encode_canonical_json
 
 __all__ = [
-    "CanonicalJSONError",
     "MAX_SAFE_INTEGER",
     "MIN_SAFE_INTEGER",
-    "encode_canonical_json",
+    "CanonicalJSONError",
     "check_strict_canonical",
-    "is_strict_canonical",
     "dumps_compact",
+    "encode_canonical_json",
+    "is_strict_canonical",
     "parse_json",
 ]
 
@@ -74,7 +74,7 @@ def check_strict_canonical(obj: Any) -> None:
         if isinstance(value, float):
             raise CanonicalJSONError(f"floats are not allowed: {value!r}")
         # Subclasses of the JSON types (rare): judge them as their base type.
-        if isinstance(value, bool) or isinstance(value, str):
+        if isinstance(value, bool | str):
             continue
         if isinstance(value, int):
             stack.append(int(value))
@@ -115,9 +115,7 @@ def parse_json(text: str | bytes, *, integral_numbers_as_int: bool = False) -> A
     sender encoded a float.
     """
     if integral_numbers_as_int:
-        return json.loads(
-            text, parse_float=_parse_number_as_int_if_integral, parse_constant=_reject_constant
-        )
+        return json.loads(text, parse_float=_parse_number_as_int_if_integral, parse_constant=_reject_constant)
     return json.loads(text, parse_constant=_reject_constant)
 
 

@@ -7,10 +7,10 @@ import binascii
 import re
 
 __all__ = [
-    "unpadded_b64encode",
     "unpadded_b64decode",
-    "urlsafe_b64encode",
+    "unpadded_b64encode",
     "urlsafe_b64decode",
+    "urlsafe_b64encode",
 ]
 
 # The decoders check the alphabet themselves: base64.b64decode without

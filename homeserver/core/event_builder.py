@@ -26,7 +26,7 @@ from homeserver.core.hashing import compute_event_id
 from homeserver.core.room_versions import EventFormat, RoomVersion
 from homeserver.core.signing import SigningKey, hash_and_sign_event
 
-__all__ = ["build_event", "generate_v1_event_id", "MAX_DEPTH_V1", "MAX_DEPTH_V6"]
+__all__ = ["MAX_DEPTH_V1", "MAX_DEPTH_V6", "build_event", "generate_v1_event_id"]
 
 # Depth limits of the PDU formats: 2**63-1 before v6, 2**53-1 from v6
 # (canonical JSON integers). At the limit, depth stays at the limit.

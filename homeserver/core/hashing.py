@@ -16,12 +16,12 @@ from homeserver.core.redaction import prune_event_dict
 from homeserver.core.room_versions import EventFormat, RoomVersion
 
 __all__ = [
-    "compute_content_hash",
     "add_content_hash",
     "check_content_hash",
+    "compute_content_hash",
+    "compute_event_id",
     "compute_reference_hash",
     "reference_hash_base64",
-    "compute_event_id",
     "room_id_for_create_event",
 ]
 

@@ -9,17 +9,17 @@ from homeserver.core.room_versions import EventFormat, RoomVersion
 
 __all__ = [
     "MAX_ID_LENGTH",
-    "is_valid_server_name",
-    "parse_server_name",
-    "is_valid_localpart",
-    "is_valid_user_id",
-    "parse_user_id",
-    "is_valid_room_id",
-    "is_valid_room_alias",
-    "is_valid_event_id",
-    "is_valid_mxc_uri",
-    "parse_mxc_uri",
     "get_domain",
+    "is_valid_event_id",
+    "is_valid_localpart",
+    "is_valid_mxc_uri",
+    "is_valid_room_alias",
+    "is_valid_room_id",
+    "is_valid_server_name",
+    "is_valid_user_id",
+    "parse_mxc_uri",
+    "parse_server_name",
+    "parse_user_id",
 ]
 
 # User IDs, room IDs, aliases and event IDs: at most 255 bytes of UTF-8,
@@ -171,9 +171,7 @@ def is_valid_event_id(s: str, room_version: RoomVersion | None = None) -> bool:
             return False
         return bool(local) and _FORBIDDEN_OPAQUE_RE.search(local) is None
     if fmt is None:
-        return (
-            _STANDARD_HASH_RE.fullmatch(s, 1) is not None or _URLSAFE_HASH_RE.fullmatch(s, 1) is not None
-        )
+        return _STANDARD_HASH_RE.fullmatch(s, 1) is not None or _URLSAFE_HASH_RE.fullmatch(s, 1) is not None
     if fmt == EventFormat.V2:
         return _STANDARD_HASH_RE.fullmatch(s, 1) is not None
     if fmt == EventFormat.V3:

@@ -14,7 +14,7 @@ from typing import Any
 
 from homeserver.core.room_versions import RedactionRules, RoomVersion
 
-__all__ = ["prune_event_dict", "prune_client_event", "RedactionRuleSet", "REDACTION_RULE_SETS"]
+__all__ = ["REDACTION_RULE_SETS", "RedactionRuleSet", "prune_client_event", "prune_event_dict"]
 
 # Marks an event type whose whole content survives (m.room.create from v11).
 ALL_KEYS: frozenset[str] = frozenset({"*"})

@@ -46,7 +46,7 @@ def test_parse_rejects_nan_and_infinity() -> None:
 
 
 def test_non_ascii_is_utf8_and_control_characters_escaped() -> None:
-    assert encode_canonical_json({"a": "é\n\u0001\"\\"}) == '{"a":"é\\n\\u0001\\"\\\\"}'.encode()
+    assert encode_canonical_json({"a": 'é\n\u0001"\\'}) == '{"a":"é\\n\\u0001\\"\\\\"}'.encode()
 
 
 def test_keys_sorted_by_code_point() -> None:

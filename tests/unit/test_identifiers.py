@@ -203,7 +203,15 @@ def test_valid_room_aliases(alias: str) -> None:
 
 @pytest.mark.parametrize(
     "alias",
-    ["", "room:example.org", "#room", "#:example.org", "#a:b:bad_server", "#a\x00:x.org", "#" + "a" * 255 + ":x"],
+    [
+        "",
+        "room:example.org",
+        "#room",
+        "#:example.org",
+        "#a:b:bad_server",
+        "#a\x00:x.org",
+        "#" + "a" * 255 + ":x",
+    ],
 )
 def test_invalid_room_aliases(alias: str) -> None:
     assert not is_valid_room_alias(alias)
@@ -224,7 +232,8 @@ def test_event_ids_per_format() -> None:
 
 
 @pytest.mark.parametrize(
-    "event_id", ["", "$", "abc", "$abc", "$:x.org", "$a:bad_server", HASH_URL[:-1], HASH_URL + "A", "!abc:x.org"]
+    "event_id",
+    ["", "$", "abc", "$abc", "$:x.org", "$a:bad_server", HASH_URL[:-1], HASH_URL + "A", "!abc:x.org"],
 )
 def test_invalid_event_ids(event_id: str) -> None:
     assert not is_valid_event_id(event_id)

@@ -28,7 +28,10 @@ def test_room_versions_use_the_right_rules() -> None:
 # One representative room version per rule set.
 BY_RULES = {R.V1: RV["1"], R.V6: RV["6"], R.V8: RV["8"], R.V9: RV["9"], R.V11: RV["11"]}
 
-TPI = {"display_name": "alice", "signed": {"mxid": "@a:x", "token": "t", "signatures": {"x": {"ed25519:0": "s"}}}}
+TPI = {
+    "display_name": "alice",
+    "signed": {"mxid": "@a:x", "token": "t", "signatures": {"x": {"ed25519:0": "s"}}},
+}
 FULL_CONTENT: dict[str, dict[str, Any]] = {
     "m.room.member": {
         "membership": "join",
@@ -99,11 +102,7 @@ SURVIVING: dict[str, dict[RedactionRules, set[str] | str]] = {
     "m.room.redaction": {R.V1: set(), R.V6: set(), R.V8: set(), R.V9: set(), R.V11: {"redacts"}},
 }
 
-TABLE = [
-    (event_type, rules)
-    for event_type in FULL_CONTENT
-    for rules in BY_RULES
-]
+TABLE = [(event_type, rules) for event_type in FULL_CONTENT for rules in BY_RULES]
 
 
 def _expected_content(event_type: str, rules: RedactionRules) -> dict[str, Any]:
@@ -172,10 +171,13 @@ def test_top_level_keys(rv: RoomVersion) -> None:
 
 def test_v11_third_party_invite_edge_cases() -> None:
     rv = RV["11"]
+
     def member(content: dict[str, Any]) -> dict[str, Any]:
         return prune_event_dict({"type": "m.room.member", "content": content}, rv)["content"]
 
-    assert member({"membership": "invite", "third_party_invite": {"display_name": "x"}}) == {"membership": "invite"}
+    assert member({"membership": "invite", "third_party_invite": {"display_name": "x"}}) == {
+        "membership": "invite"
+    }
     assert member({"membership": "invite", "third_party_invite": "junk"}) == {"membership": "invite"}
     assert member({"membership": "invite", "third_party_invite": {"signed": "kept as is"}}) == {
         "membership": "invite",
