@@ -16,8 +16,9 @@ import nacl.signing
 from homeserver.core.canonical_json import encode_canonical_json
 from homeserver.core.encoding import unpadded_b64decode, unpadded_b64encode
 from homeserver.core.hashing import add_content_hash
+from homeserver.core.identifiers import get_domain
 from homeserver.core.redaction import prune_event_dict
-from homeserver.core.room_versions import RoomVersion
+from homeserver.core.room_versions import EventFormat, RoomVersion
 
 __all__ = [
     "ED25519",
@@ -30,6 +31,7 @@ __all__ = [
     "hash_and_sign_event",
     "key_id",
     "parse_signing_key_file",
+    "servers_required_to_sign",
     "sign_event",
     "sign_json",
     "signing_key_from_seed",
@@ -215,3 +217,23 @@ def verify_event_signature(
     carries a valid signature. Use ``check_content_hash`` for that.
     """
     verify_signed_json(prune_event_dict(pdu, room_version), server_name, key_id, verify_key)
+
+
+def servers_required_to_sign(pdu: dict[str, Any], room_version: RoomVersion) -> set[str]:
+    """The servers whose signatures an event must carry (server-server API § Validating
+    hashes and signatures): the sender's server, and in rooms v1/v2 also the server
+    named in the event ID.
+
+    Not covered here, because the auth rules own them: the signature of the
+    authorising server of a restricted join (``join_authorised_via_users_server``)
+    and the third-party invite case.
+    """
+    servers: set[str] = set()
+    sender = pdu.get("sender")
+    if isinstance(sender, str) and (domain := get_domain(sender)) is not None:
+        servers.add(domain)
+    if room_version.event_format == EventFormat.V1:
+        event_id = pdu.get("event_id")
+        if isinstance(event_id, str) and (domain := get_domain(event_id)) is not None:
+            servers.add(domain)
+    return servers

@@ -29,6 +29,7 @@ from homeserver.core.signing import (
     hash_and_sign_event,
     key_id,
     parse_signing_key_file,
+    servers_required_to_sign,
     sign_event,
     sign_json,
     verify_event_signature,
@@ -347,3 +348,12 @@ def test_room_id_for_create_event(spec_key: SigningKey) -> None:
         room_id_for_create_event(create, RV["11"])
     with pytest.raises(ValueError):
         room_id_for_create_event({**create, "type": "m.room.message"}, rv)
+
+
+def test_servers_required_to_sign() -> None:
+    pdu = {"sender": "@a:one.example", "event_id": "$e:two.example", "type": "X"}
+    assert servers_required_to_sign(pdu, RV["1"]) == {"one.example", "two.example"}
+    assert servers_required_to_sign(pdu, RV["2"]) == {"one.example", "two.example"}
+    assert servers_required_to_sign(pdu, RV["3"]) == {"one.example"}
+    assert servers_required_to_sign({**pdu, "event_id": "$e:one.example"}, RV["1"]) == {"one.example"}
+    assert servers_required_to_sign({"type": "X"}, RV["10"]) == set()
