@@ -17,7 +17,7 @@ StateKey = tuple[str, str]  # (event type, state_key)
 
 
 class Event:
-    __slots__ = ("pdu", "event_id", "room_version", "rejected_reason")
+    __slots__ = ("event_id", "pdu", "rejected_reason", "room_version")
 
     def __init__(
         self,

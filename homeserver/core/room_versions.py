@@ -29,6 +29,7 @@ class StateResAlgorithm(enum.IntEnum):
 class RedactionRules(enum.IntEnum):
     V1 = 1  # rooms v1-v5
     V6 = 6  # m.room.aliases loses its special case
+    V8 = 8  # m.room.join_rules keeps "allow" (v8 only; see content/rooms/v8.md)
     V9 = 9  # m.room.member keeps join_authorised_via_users_server (v9, v10)
     V11 = 11  # the clarified algorithm of room version 11 (also v12)
 
@@ -112,7 +113,7 @@ KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {
         _v("5", event_format=E.V3, state_res=S.V2, redaction=R.V1, since=5),
         _v("6", event_format=E.V3, state_res=S.V2, redaction=R.V6, since=6),
         _v("7", event_format=E.V3, state_res=S.V2, redaction=R.V6, since=7),
-        _v("8", event_format=E.V3, state_res=S.V2, redaction=R.V6, since=8),
+        _v("8", event_format=E.V3, state_res=S.V2, redaction=R.V8, since=8),
         _v("9", event_format=E.V3, state_res=S.V2, redaction=R.V9, since=9),
         _v("10", event_format=E.V3, state_res=S.V2, redaction=R.V9, since=10),
         _v("11", event_format=E.V3, state_res=S.V2, redaction=R.V11, since=11),
