@@ -44,3 +44,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     # Hypercorn's access log duplicates ours.
     logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
+    # The embedded database's own chatter (initdb output) is noise at INFO.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import secrets
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 from homeserver.config import Config, render_config_template
 from homeserver.infra.embedded_pg import EmbeddedPostgres
+from homeserver.infra.keyring import load_or_create_signing_key
 from homeserver.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -31,18 +30,8 @@ def ensure_data_dir(data_dir: Path, server_name: str, listen: list[str]) -> Path
 
 
 def ensure_signing_key(path: Path) -> None:
-    """Generate an ed25519 signing key file (`ed25519 <version> <seed>`) if there is none."""
-    if path.exists():
-        return
-    import nacl.signing
-
-    key = nacl.signing.SigningKey.generate()
-    version = "a_" + secrets.token_hex(2)
-    seed = base64.b64encode(bytes(key)).decode().rstrip("=")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"ed25519 {version} {seed}\n")
-    path.chmod(0o600)
-    log.info("generated a signing key in %s", path)
+    """Generate the server's ed25519 signing key file if there is none."""
+    load_or_create_signing_key(path)
 
 
 class Runtime:
