@@ -210,9 +210,7 @@ def check_auth(room_version: RoomVersion, event: Event, auth_events: Mapping[Sta
     create = _check_auth_state(room_version, event, auth_events)
 
     # m.federate
-    if create.content.get("m.federate", True) is not True and _domain(event.sender) != _domain(
-        create.sender
-    ):
+    if create.content.get("m.federate", True) is not True and _domain(event.sender) != _domain(create.sender):
         raise AuthError("m.federate: room is not federated and the sender is from another server")
 
     if event.type == "m.room.aliases" and room_version.special_case_aliases_auth:
@@ -234,9 +232,7 @@ def check_auth(room_version: RoomVersion, event: Event, auth_events: Mapping[Sta
             raise AuthError("m.room.third_party_invite: sender's level is below the invite level")
         return
 
-    required = get_required_level_for_event(
-        event.type, event.is_state, pl_content, room_version=room_version
-    )
+    required = get_required_level_for_event(event.type, event.is_state, pl_content, room_version=room_version)
     if sender_level < required:
         raise AuthError(f"sender's power level {sender_level} is below the required {required}")
 
@@ -272,7 +268,9 @@ def _check_create(room_version: RoomVersion, event: Event) -> None:
             raise AuthError("create: additional_creators must be a list of user IDs")
 
 
-def _check_auth_state(room_version: RoomVersion, event: Event, auth_events: Mapping[StateKey, Event]) -> Event:
+def _check_auth_state(
+    room_version: RoomVersion, event: Event, auth_events: Mapping[StateKey, Event]
+) -> Event:
     """The state-map part of the auth-events rules; returns the create event."""
     for key, ae in auth_events.items():
         if not ae.is_state or ae.state_tuple != key:
@@ -458,7 +456,11 @@ def _signed_by_any_key(signed: Mapping[str, Any], public_keys: list[str]) -> boo
             if not isinstance(server_sigs, Mapping):
                 continue
             for key_id, sig in server_sigs.items():
-                if not isinstance(key_id, str) or not key_id.startswith("ed25519:") or not isinstance(sig, str):
+                if (
+                    not isinstance(key_id, str)
+                    or not key_id.startswith("ed25519:")
+                    or not isinstance(sig, str)
+                ):
                     continue
                 sig_bytes = _decode_unpadded_base64(sig)
                 if sig_bytes is None or len(sig_bytes) != 64:

@@ -262,9 +262,7 @@ class _Resolver(AuthChainCalculator):
         level = self._sender_levels.get(event_id)
         if level is None:
             event = self._event(event_id)
-            level = get_user_power_level(
-                event.sender, self._auth_map_from_edges(event_id), self.room_version
-            )
+            level = get_user_power_level(event.sender, self._auth_map_from_edges(event_id), self.room_version)
             self._sender_levels[event_id] = level
         return level
 
