@@ -303,6 +303,10 @@ def _check_membership(
     membership = event.content.get("membership")
     if target is None or not isinstance(membership, str):
         raise AuthError("m.room.member: no state_key or no membership")
+    # Synapse: in a room with m.federate false, the *target* of a membership
+    # change must also be on the creator's server (the spec checks the sender).
+    if create.content.get("m.federate", True) is not True and _domain(target) != _domain(create.sender):
+        raise AuthError("m.federate: room is not federated and the target is from another server")
 
     sender = event.sender
     sender_membership = _membership_of(state, sender)

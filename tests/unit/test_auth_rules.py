@@ -376,6 +376,9 @@ def test_m_federate_false(version: str) -> None:
     room.join_rules("public")
     assert room.membership(DAVE, "join")  # same server as the creator: ALLOW
     assert not room.membership(BOB, "join")  # other server: DENY
+    assert room.membership(DAVE, "invite", sender=ALICE)
+    assert not room.membership(BOB, "invite", sender=ALICE)  # Synapse: the target's server counts too
+    assert not room.send("m.room.message", BOB, {})
 
 
 @pytest.mark.parametrize("version", ALL)
