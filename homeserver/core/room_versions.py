@@ -44,6 +44,9 @@ class RoomVersion:
     enforce_key_validity: bool
     # v1-v5: auth rule for m.room.aliases events.
     special_case_aliases_auth: bool
+    # v1-v2: m.room.redaction has its own auth rule (redact level, or the
+    # event IDs of the redaction and the redacted event share a domain).
+    special_case_redaction_auth: bool
     # v6+: strict canonical JSON (no floats, integers within +-(2**53-1)).
     strict_canonicaljson: bool
     # v6+: the "notifications" key of power levels is checked by auth rules.
@@ -88,6 +91,7 @@ def _v(
         redaction=redaction,
         enforce_key_validity=n >= 5,
         special_case_aliases_auth=n <= 5,
+        special_case_redaction_auth=n <= 2,
         strict_canonicaljson=n >= 6,
         limit_notifications_power_levels=n >= 6,
         knock_join_rule=n >= 7,
