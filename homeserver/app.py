@@ -21,10 +21,17 @@ from homeserver import errors
 from homeserver.config import Config
 from homeserver.infra.ratelimit import LocalRateLimiter, NoRateLimiter, RateLimiter
 from homeserver.logs import request_id_var
+from homeserver.infra.keyring import load_or_create_signing_key
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
+from homeserver.services.events import EventSerializer, VisibilityFilter
+from homeserver.services.room_state import RoomStateService
+from homeserver.services.rooms import RoomService
+from homeserver.services.timeline import TimelineService
 from homeserver.storage.accounts import AccountStore
+from homeserver.storage.aliases import AliasStore
 from homeserver.storage.database import Database
+from homeserver.storage.events import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,13 @@ class Services:
     auth: AuthService
     accounts: AccountService
     metrics: "Metrics"
+    events: EventStore
+    aliases: AliasStore
+    serializer: EventSerializer
+    visibility: VisibilityFilter
+    rooms: RoomService
+    room_state: RoomStateService
+    timeline: TimelineService
     # Closed in reverse order on shutdown.
     closers: list[Any] = field(default_factory=list)
 
@@ -89,6 +103,22 @@ async def build_services(config: Config, db: Database) -> Services:
     account_store = AccountStore(db)
     auth = AuthService(config, db, account_store)
     accounts = AccountService(config, db, account_store, auth, limiter)
+    signing_key = load_or_create_signing_key(config.path("signing_key_path"))
+    events = EventStore(db)
+    aliases = AliasStore(db)
+    serializer = EventSerializer(events)
+    visibility = VisibilityFilter(db)
+    rooms = RoomService(config, db, events, aliases, account_store, signing_key, limiter)
+    accounts.on_deactivate.append(rooms.leave_all_rooms)
+    accounts.on_profile_change.append(rooms.propagate_profile)
+
+    async def forget_redacted(new: list[Any]) -> None:
+        # A redaction changes how its target is served: drop the cached client form.
+        for n in new:
+            if n.event.type == "m.room.redaction" and n.event.redacts:
+                serializer.invalidate(n.event.redacts)
+
+    rooms.listeners.append(forget_redacted)
     return Services(
         config=config,
         db=db,
@@ -97,11 +127,18 @@ async def build_services(config: Config, db: Database) -> Services:
         auth=auth,
         accounts=accounts,
         metrics=Metrics(db),
+        events=events,
+        aliases=aliases,
+        serializer=serializer,
+        visibility=visibility,
+        rooms=rooms,
+        room_state=RoomStateService(rooms, events, serializer),
+        timeline=TimelineService(rooms, events, serializer, visibility),
     )
 
 
 def create_app(services: Services) -> Quart:
-    from homeserver.api.client import account
+    from homeserver.api.client import account, rooms
 
     app = Quart("homeserver")
     app.config["HS"] = services
@@ -117,6 +154,7 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(account.discovery)
     app.register_blueprint(account.client.blueprint)
     app.register_blueprint(account.client_v1.blueprint)
+    app.register_blueprint(rooms.client.blueprint)
 
     cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
 

@@ -95,14 +95,16 @@ CREATE TABLE room_memberships (
 );
 CREATE INDEX room_memberships_user ON room_memberships (user_id, membership);
 
--- Transaction IDs of client sends, per device: a retry returns the same event.
+-- Transaction IDs of client sends, per device and endpoint (scope: the room and
+-- the kind of request): a retry returns the same event.
 CREATE TABLE event_txn_ids (
     user_id         TEXT NOT NULL,
     device_id       TEXT NOT NULL,
+    scope           TEXT NOT NULL,
     txn_id          TEXT NOT NULL,
     event_id        TEXT NOT NULL,
     created_ts      BIGINT NOT NULL,
-    PRIMARY KEY (user_id, device_id, txn_id)
+    PRIMARY KEY (user_id, device_id, scope, txn_id)
 );
 CREATE INDEX event_txn_ids_event ON event_txn_ids (event_id);
 

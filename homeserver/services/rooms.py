@@ -96,15 +96,19 @@ class RoomService:
         content: dict[str, Any],
         state_key: str | None = None,
         redacts: str | None = None,
-        txn: tuple[str, str, str] | None = None,
+        txn: tuple[str, str, str, str] | None = None,
     ) -> NewEvent:
         extremities = await self.events.forward_extremities(conn, room_id)
         if not extremities:
             raise errors.not_found("Unknown room")
         auth_keys = auth_types_for_event(rv, type, sender, state_key, content)
-        state_ids = await self.events.current_state_ids(room_id, auth_keys, conn)
+        lookup = set(auth_keys)
+        # The auth rules of v12 still read the create event, which is no longer an auth event.
+        lookup.add(("m.room.create", ""))
+        state_ids = await self.events.current_state_ids(room_id, lookup, conn)
         stored = await self.events.get_events(state_ids.values(), conn)
         auth_state = {k: stored[eid].event for k, eid in state_ids.items() if eid in stored}
+        state_ids = {k: v for k, v in state_ids.items() if k in auth_keys}
         depth = await self.events.depth_of(conn, extremities) + 1
         ts = now_ms()
         try:
@@ -145,7 +149,7 @@ class RoomService:
         content: dict[str, Any],
         state_key: str | None = None,
         redacts: str | None = None,
-        txn: tuple[str, str, str] | None = None,
+        txn: tuple[str, str, str, str] | None = None,
     ) -> NewEvent:
         """Append one event to a room, durably, and tell the listeners."""
         _check_sizes(type, state_key)
@@ -303,7 +307,8 @@ class RoomService:
     async def send_message(
         self, requester: Requester, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
     ) -> str:
-        existing = await self.events.event_for_txn(requester.user_id, requester.device_id, txn_id)
+        txn = (requester.user_id, requester.device_id, f"send:{room_id}", txn_id)
+        existing = await self.events.event_for_txn(*txn)
         if existing:
             return existing
         if event_type == "m.room.message":
@@ -317,13 +322,9 @@ class RoomService:
                 await self._check_redaction(requester.user_id, room_id, target)
             return (await self.send_event(
                 requester.user_id, room_id, type=event_type, content=content,
-                redacts=target if isinstance(target, str) else None,
-                txn=(requester.user_id, requester.device_id, txn_id),
+                redacts=target if isinstance(target, str) else None, txn=txn,
             )).event.event_id
-        new = await self.send_event(
-            requester.user_id, room_id, type=event_type, content=content,
-            txn=(requester.user_id, requester.device_id, txn_id),
-        )
+        new = await self.send_event(requester.user_id, room_id, type=event_type, content=content, txn=txn)
         return new.event.event_id
 
     async def _take_message_budget(self, user_id: str) -> None:
@@ -366,7 +367,8 @@ class RoomService:
     async def redact(
         self, requester: Requester, room_id: str, event_id: str, txn_id: str, reason: str | None
     ) -> str:
-        existing = await self.events.event_for_txn(requester.user_id, requester.device_id, txn_id)
+        txn = (requester.user_id, requester.device_id, f"redact:{room_id}", txn_id)
+        existing = await self.events.event_for_txn(*txn)
         if existing:
             return existing
         await self._check_redaction(requester.user_id, room_id, event_id)
@@ -377,8 +379,7 @@ class RoomService:
         if rv.redacts_in_content:
             content["redacts"] = event_id
         new = await self.send_event(
-            requester.user_id, room_id, type="m.room.redaction", content=content, redacts=event_id,
-            txn=(requester.user_id, requester.device_id, txn_id),
+            requester.user_id, room_id, type="m.room.redaction", content=content, redacts=event_id, txn=txn,
         )
         return new.event.event_id
 

@@ -190,7 +190,7 @@ class EventStore:
         event: Event,
         *,
         state_group_before: int | None,
-        txn: tuple[str, str, str] | None,
+        txn: tuple[str, str, str, str] | None,
         now_ms: int,
     ) -> tuple[int, int]:
         """Write a new event of the room's current timeline; returns (stream_ordering, state_group).
@@ -273,9 +273,9 @@ class EventStore:
                 )
         if txn is not None:
             await conn.execute(
-                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, created_ts)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                txn[0], txn[1], txn[2], event.event_id, now_ms,
+                "INSERT INTO event_txn_ids (user_id, device_id, scope, txn_id, event_id, created_ts)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                txn[0], txn[1], txn[2], txn[3], event.event_id, now_ms,
             )
         relation = content.get("m.relates_to")
         if isinstance(relation, dict):
@@ -295,11 +295,12 @@ class EventStore:
             )
         return stream, state_group if state_group is not None else 0
 
-    async def event_for_txn(self, user_id: str, device_id: str, txn_id: str) -> str | None:
+    async def event_for_txn(self, user_id: str, device_id: str, scope: str, txn_id: str) -> str | None:
         async with self.db.connection() as conn:
             return await conn.fetchval(
-                "SELECT event_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
-                user_id, device_id, txn_id,
+                "SELECT event_id FROM event_txn_ids"
+                " WHERE user_id = $1 AND device_id = $2 AND scope = $3 AND txn_id = $4",
+                user_id, device_id, scope, txn_id,
             )
 
     async def txn_ids_for_events(self, user_id: str, device_id: str, event_ids: Sequence[str]) -> dict[str, str]:

@@ -1,0 +1,84 @@
+"""Sync and pagination tokens.
+
+A sync token carries one position per stream, in the fixed order of
+:data:`STREAMS`: ``s<events>_<typing>_<receipts>_<account_data>_<to_device>_<presence>_<device_lists>``.
+A pagination token for ``/messages`` is either a sync token (only its events
+position counts: a point on the stream) or ``t<depth>-<stream>``, a point in
+a room's topological order. Both are opaque to clients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+STREAMS = ("events", "typing", "receipts", "account_data", "to_device", "presence", "device_lists")
+
+
+class TokenError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SyncToken:
+    events: int = 0
+    typing: int = 0
+    receipts: int = 0
+    account_data: int = 0
+    to_device: int = 0
+    presence: int = 0
+    device_lists: int = 0
+
+    def encode(self) -> str:
+        return "s" + "_".join(str(getattr(self, name)) for name in STREAMS)
+
+    @classmethod
+    def decode(cls, text: str) -> "SyncToken":
+        if not text.startswith("s"):
+            raise TokenError("not a sync token")
+        parts = text[1:].split("_")
+        if not parts or len(parts) > len(STREAMS):
+            raise TokenError("malformed sync token")
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise TokenError("malformed sync token") from None
+        if any(v < 0 for v in values):
+            raise TokenError("malformed sync token")
+        # Older/shorter tokens: missing streams start at 0.
+        return cls(**dict(zip(STREAMS, values)))
+
+    def advance(self, other: "SyncToken") -> "SyncToken":
+        """The position-wise maximum."""
+        return SyncToken(**{f.name: max(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)})
+
+    def with_stream(self, name: str, position: int) -> "SyncToken":
+        return replace(self, **{name: position})
+
+    def is_after(self, other: "SyncToken") -> bool:
+        """True if any stream is past `other`."""
+        return any(getattr(self, n) > getattr(other, n) for n in STREAMS)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPosition:
+    """A point in a room's timeline for pagination: (depth, stream) or a bare stream position."""
+
+    stream: int
+    topological: int | None = None
+
+    def encode(self) -> str:
+        if self.topological is None:
+            return f"s{self.stream}"
+        return f"t{self.topological}-{self.stream}"
+
+    @classmethod
+    def decode(cls, text: str) -> "RoomPosition":
+        try:
+            if text.startswith("t"):
+                topo, _, stream = text[1:].partition("-")
+                return cls(stream=int(stream), topological=int(topo))
+            if text.startswith("s"):
+                return cls(stream=SyncToken.decode(text).events)
+        except (ValueError, TokenError):
+            pass
+        raise TokenError("malformed pagination token")
