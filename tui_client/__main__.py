@@ -1,0 +1,35 @@
+"""``tui-client [--homeserver URL] [--user USER_ID]``: start the terminal client."""
+
+from __future__ import annotations
+
+import argparse
+
+from .app import DEFAULT_HOMESERVER, ParleyApp
+from .config import SessionStore
+from .matrix import HttpxTransport, MatrixClient
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tui-client", description="Parley's terminal Matrix client.")
+    parser.add_argument("--homeserver", help=f"homeserver URL (default: the saved one, else {DEFAULT_HOMESERVER})")
+    parser.add_argument("--user", help="user id to log in as, e.g. @alice:example.org")
+    parser.add_argument("--logout", action="store_true", help="forget the saved session and exit")
+    args = parser.parse_args(argv)
+    store = SessionStore()
+    session = store.load()
+    if args.logout:
+        store.save(None)
+        print("Session forgotten.")
+        return
+    if session is not None and (
+        (args.homeserver and args.homeserver.rstrip("/") != session.homeserver)
+        or (args.user and args.user != session.user_id)
+    ):
+        session = None  # asked for a different account: log in afresh
+    homeserver = (args.homeserver or (session.homeserver if session else DEFAULT_HOMESERVER)).rstrip("/")
+    client = MatrixClient(HttpxTransport(homeserver), homeserver, session)
+    ParleyApp(client, store=store, user_hint=args.user or "").run()
+
+
+if __name__ == "__main__":
+    main()
