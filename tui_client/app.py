@@ -11,8 +11,16 @@ from textual import on, work
 from textual.app import App
 
 from .config import SessionStore
-from .matrix import ConnectionStatus, HttpxTransport, LoggedOut, MatrixClient, MatrixError, Session, Transport
-from .matrix import TransportError
+from .matrix import (
+    ConnectionStatus,
+    HttpxTransport,
+    LoggedOut,
+    MatrixClient,
+    MatrixError,
+    Session,
+    Transport,
+    TransportError,
+)
 from .model import ClientState
 from .screens import LoginScreen, MainScreen
 

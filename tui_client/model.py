@@ -324,7 +324,7 @@ class ClientState:
                 if event["type"] == "m.direct":
                     self._set_direct(event["content"])
                     update.room_list_changed = True
-        rooms = response.get("rooms") if isinstance(response.get("rooms"), dict) else {}
+        rooms = _dict(response.get("rooms"))
         for room_id, data in _dict(rooms.get("invite")).items():
             self._apply_invite(room_id, _dict(data))
             update.rooms_changed.add(room_id)
@@ -492,9 +492,9 @@ class ClientState:
             return position if position is not None else len(room.timeline)
         item = TimelineEvent(
             event_id=event_id,
-            sender=event.get("sender") if isinstance(event.get("sender"), str) else "",
+            sender=_str(event.get("sender")),
             type=event["type"],
-            origin_server_ts=event.get("origin_server_ts") if isinstance(event.get("origin_server_ts"), int) else 0,
+            origin_server_ts=_int(event.get("origin_server_ts")),
             original_content=_dict(event.get("content")),
             state_key=event.get("state_key") if isinstance(event.get("state_key"), str) else None,
             prev_content=_dict(_dict(event.get("unsigned")).get("prev_content")) or None,
@@ -541,8 +541,7 @@ class ClientState:
         elif kind == "m.replace":
             new_content = content.get("m.new_content")
             if sender == target.sender and isinstance(new_content, dict) and not target.redacted:
-                ts = event.get("origin_server_ts") if isinstance(event.get("origin_server_ts"), int) else 0
-                target.edits[event_id] = (ts, new_content)
+                target.edits[event_id] = (_int(event.get("origin_server_ts")), new_content)
                 room._relations[event_id] = ("edit", target_id)
         elif kind == "m.annotation":
             key = _dict(content.get("m.relates_to")).get("key")
@@ -715,6 +714,14 @@ class ClientState:
             latest = self.latest_event_id(room_id)
             if latest is not None:
                 room.receipts[self.user_id] = latest
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _dict(value: object) -> dict[str, Any]:

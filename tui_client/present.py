@@ -130,17 +130,16 @@ def _event_body(room: Room, item: TimelineEvent) -> Text | None:
 
 def _plain_or_html(item: TimelineEvent) -> Text:
     content = item.content
-    if item.reply_to is not None and not item.edited:
-        # The fallback quote is in both bodies; body_text drops <mx-reply>, and for
-        # plain bodies the model's stripped body is the one to show.
-        if content.get("format") != "org.matrix.custom.html":
-            return Text(item.body)
+    # A reply's fallback quote is in both bodies; body_text drops <mx-reply>, and for
+    # plain bodies the model's stripped body is the one to show.
+    if item.reply_to is not None and not item.edited and content.get("format") != "org.matrix.custom.html":
+        return Text(item.body)
     return body_text(content)
 
 
 def media_placeholder(content: dict, msgtype: str) -> Text:
     """``🖼 cat.png (1.2 MiB, 800×600)`` for image/file/video/audio messages."""
-    info = content.get("info") if isinstance(content.get("info"), dict) else {}
+    info: dict = content["info"] if isinstance(content.get("info"), dict) else {}
     filename = content.get("filename") if isinstance(content.get("filename"), str) else content.get("body")
     parts = [human_size(info.get("size"))]
     width, height = info.get("w"), info.get("h")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 from textual.pilot import Pilot
@@ -19,7 +19,7 @@ def make_app(syncs: list[dict[str, Any]] | None = None, session: Session | None 
     """The real app and client layer, on a recorded transport, in UTC with a fixed clock."""
     transport = transport or RecordedTransport(syncs)
     client = MatrixClient(transport, "http://hs.test", session)
-    app = ParleyApp(client, tz=timezone.utc, clock=lambda: T0 / 1000 + 300, transport_factory=lambda _url: transport)
+    app = ParleyApp(client, tz=UTC, clock=lambda: T0 / 1000 + 300, transport_factory=lambda _url: transport)
     return app, transport
 
 

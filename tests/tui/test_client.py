@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import tui_client.matrix as matrix
+from tui_client import matrix
 from tui_client.config import SessionStore
 from tui_client.matrix import ConnectionStatus, LoggedOut, MatrixClient, MatrixError, Session, TransportError
 

@@ -5,19 +5,26 @@ from __future__ import annotations
 import mimetypes
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Static
 
 from ..commands import Command, CommandError, parse_command
-from ..matrix import LoggedOut, MatrixError, TransportError, edit_content, message_content, reaction_content
-from ..matrix import reply_content
+from ..matrix import (
+    LoggedOut,
+    MatrixError,
+    TransportError,
+    edit_content,
+    message_content,
+    reaction_content,
+    reply_content,
+)
 from ..model import Room, SyncUpdate, TimelineEvent
 from ..present import event_text, typing_text
 from ..render import markdown_to_html
@@ -41,7 +48,7 @@ class MainScreen(Screen[None]):
     | Ctrl+N / Ctrl+P | next / previous room |
     """
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         # priority: the composer (a TextArea) would otherwise take Ctrl+K as "delete to end of line".
         Binding("ctrl+k", "switcher", "Switch room", priority=True),
         Binding("f1", "help", "Help", priority=True),
@@ -348,6 +355,7 @@ class MainScreen(Screen[None]):
             content = edit_content(self.editing.event_id, content)
         elif self.replying_to is not None and self.replying_to.event_id is not None:
             quoted = self.replying_to
+            assert quoted.event_id is not None
             content = reply_content(content, room_id=room.room_id, event_id=quoted.event_id,
                                     sender=quoted.sender, quoted_body=quoted.body)
         self._set_context(None, None)
@@ -466,7 +474,7 @@ class MainScreen(Screen[None]):
             item = TimelineEvent(
                 event_id=result.get("event_id"), sender=str(result.get("sender", "")),
                 type=str(result.get("type", "")), origin_server_ts=int(result.get("origin_server_ts", 0)),
-                original_content=result.get("content") if isinstance(result.get("content"), dict) else {})
+                original_content=result["content"] if isinstance(result.get("content"), dict) else {})
             text = event_text(room, item, self.parley.model.user_id, self.parley.tz)
             if text is not None:
                 lines.append(text)
@@ -514,5 +522,5 @@ def _image_size(path: Path) -> dict[str, int]:
 
         with Image.open(path) as image:
             return {"w": image.width, "h": image.height}
-    except Exception:  # not an image Pillow knows, or Pillow missing
+    except Exception:  # noqa: BLE001 -- not an image Pillow knows, or Pillow missing
         return {}

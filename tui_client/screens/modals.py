@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
@@ -46,7 +48,7 @@ class QuickSwitcher(ModalScreen[str | None]):
     | Escape | close |
     """
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "dismiss(None)", "Close"),
         Binding("down", "move(1)", "Next", show=False),
         Binding("up", "move(-1)", "Previous", show=False),
@@ -114,7 +116,7 @@ class QuickSwitcher(ModalScreen[str | None]):
 class PromptScreen(ModalScreen[str | None]):
     """Ask for one line of text (e.g. the reaction to add)."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss(None)", "Cancel")]
 
     DEFAULT_CSS = """
     PromptScreen {
@@ -147,7 +149,7 @@ class PromptScreen(ModalScreen[str | None]):
 class ResultsScreen(ModalScreen[None]):
     """A scrollable list of lines (search results), closed with Escape."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("q", "dismiss(None)", "Close", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss(None)", "Close"), Binding("q", "dismiss(None)", "Close", show=False)]
 
     DEFAULT_CSS = """
     ResultsScreen {

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual import events
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import TextArea
 
@@ -19,7 +21,7 @@ class Composer(TextArea):
     | Escape | cancel reply or edit; move to the timeline |
     """
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "submit", "Send", show=True, priority=True),
         Binding("ctrl+j,alt+enter,shift+enter", "newline", "New line", show=False, priority=True),
     ]

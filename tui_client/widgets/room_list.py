@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import OptionList
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from ..model import ClientState
 from ..present import room_row
@@ -23,7 +25,7 @@ class RoomList(OptionList):
     | x | decline the highlighted invite |
     """
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "answer_invite(True)", "Accept invite", show=False),
         Binding("x", "answer_invite(False)", "Decline invite", show=False),
     ]
@@ -78,7 +80,7 @@ class RoomList(OptionList):
         if highlighted_id is not None:
             try:
                 self.highlighted = self.get_option_index(highlighted_id)
-            except Exception:  # the room left the list
+            except OptionDoesNotExist:  # the room left the list
                 self.highlighted = None
 
     def _highlighted_id(self) -> str | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import tzinfo
+from typing import ClassVar
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
@@ -27,7 +28,7 @@ class Timeline(OptionList):
     | Escape | back to the composer |
     """
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "act('reply')", "Reply"),
         Binding("e", "act('edit')", "Edit"),
         Binding("plus,equals_sign", "act('react')", "React"),
