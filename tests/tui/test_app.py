@@ -216,3 +216,79 @@ def test_fuzzy_score_prefers_word_starts() -> None:
     assert fuzzy_score("gen", "General") > fuzzy_score("gen", "Agent notes")
     assert fuzzy_score("xyz", "General") is None
     assert SESSION.user_id == ME
+
+
+async def test_typing_notifications_follow_the_composer() -> None:
+    app, transport = make_app([initial_sync()])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press(*"hel")
+        await pilot.pause(0.05)
+        typing = [r for r in transport.requests if "/typing/" in r.path]
+        assert len(typing) == 1 and typing[0].json == {"typing": True, "timeout": 5000}
+        await pilot.press("enter")
+        await pilot.pause(0.05)
+        typing = [r for r in transport.requests if "/typing/" in r.path]
+        assert typing[-1].json == {"typing": False}
+
+
+async def test_upload_command_uploads_then_sends_an_image(tmp_path) -> None:
+    from PIL import Image
+
+    picture = tmp_path / "cat.png"
+    Image.new("RGB", (4, 3)).save(picture)
+    app, transport = make_app([initial_sync()])
+    transport.route("POST", r"/_matrix/media/v3/upload", {"content_uri": "mxc://example.org/cat"})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.screen.query_one(Composer).text = f"/upload {picture}"
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        upload = next(r for r in transport.requests if r.path == "/_matrix/media/v3/upload")
+        assert upload.content == picture.read_bytes() and upload.content_type == "image/png"
+        content = transport.sent("send")[-1].json
+        assert content["msgtype"] == "m.image" and content["url"] == "mxc://example.org/cat"
+        assert content["info"] == {"size": len(picture.read_bytes()), "mimetype": "image/png", "w": 4, "h": 3}
+
+
+async def test_dm_command_opens_existing_dm_or_creates_one() -> None:
+    app, transport = make_app([initial_sync()])
+    transport.route("POST", r"/_matrix/client/v3/createRoom", {"room_id": "!newdm:x"})
+    transport.route("GET", r".*/account_data/m.direct", {})
+    transport.route("PUT", r".*/account_data/m.direct", {})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        composer = app.screen.query_one(Composer)
+        composer.text = f"/dm {ALICE}"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen.room_id == DM
+        composer.text = "/dm @carol:example.org"
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        create = next(r for r in transport.requests if r.path.endswith("/createRoom"))
+        assert create.json["is_direct"] is True and create.json["invite"] == ["@carol:example.org"]
+        assert next(r for r in transport.requests if r.method == "PUT" and "m.direct" in r.path).json == {
+            "@carol:example.org": ["!newdm:x"]}
+
+
+async def test_react_and_delete_from_the_timeline() -> None:
+    app, transport = make_app([initial_sync()])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        timeline = app.screen.query_one(Timeline)
+        timeline.focus()
+        timeline.highlighted = timeline.get_option_index("$g2")
+        await pilot.press("plus")
+        await pilot.pause()
+        await pilot.press("enter")  # accept the suggested 👍
+        await pilot.pause(0.1)
+        reaction = transport.sent("send")[-1]
+        assert "/send/m.reaction/" in reaction.path
+        assert reaction.json == {"m.relates_to": {"rel_type": "m.annotation", "event_id": "$g2", "key": "👍"}}
+        assert app.model.rooms[GENERAL].event("$g2").reactions == {"👍": {ME: "$sent1"}}
+        timeline.focus()
+        timeline.highlighted = timeline.get_option_index("$g3")
+        await pilot.press("d")
+        await pilot.pause(0.1)
+        assert "/redact/%24g3/" in transport.sent("redact")[-1].path

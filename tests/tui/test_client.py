@@ -278,3 +278,25 @@ async def test_sync_long_poll_waits_for_data() -> None:
     assert not task.done() and client.status is ConnectionStatus.CONNECTING
     transport.push_sync(initial_sync())
     await asyncio.wait_for(task, 1)
+
+
+async def test_httpx_transport_sends_bearer_token_json_and_maps_network_errors() -> None:
+    import httpx
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/down"):
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json={"ok": True})
+
+    transport = matrix.HttpxTransport("http://hs.test/", httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    response = await transport.send(matrix.ApiRequest("POST", "/_matrix/client/v3/x", {"a": "1"}, {"k": "v"},
+                                                      access_token="tok"))
+    assert response.status == 200 and response.json() == {"ok": True}
+    assert str(seen[0].url) == "http://hs.test/_matrix/client/v3/x?a=1"
+    assert seen[0].headers["authorization"] == "Bearer tok" and json.loads(seen[0].content) == {"k": "v"}
+    with pytest.raises(TransportError):
+        await transport.send(matrix.ApiRequest("GET", "/down"))
+    await transport.aclose()
