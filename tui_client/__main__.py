@@ -1,8 +1,49 @@
-"""Placeholder entry point; the Textual client lands with issue 8."""
+"""``tui-client [--homeserver URL] [--user USER_ID]``: start the terminal client."""
 
-import sys
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from .app import DEFAULT_HOMESERVER, ParleyApp
+from .config import SessionStore
+from .matrix import HttpxTransport, LoggedOut, MatrixClient, MatrixError, Session, TransportError
 
 
-def main() -> int:
-    print("tui-client is not built yet", file=sys.stderr)
-    return 1
+async def _log_out(store: SessionStore, session: Session) -> None:
+    """Invalidate the saved access token on the server (best effort), then forget it."""
+    transport = HttpxTransport(session.homeserver)
+    try:
+        await MatrixClient(transport, session.homeserver, session, on_session_changed=store.save).logout()
+    except (MatrixError, TransportError, LoggedOut) as error:
+        print(f"The server did not confirm the logout ({error}); the session is forgotten anyway.")
+    finally:
+        await transport.aclose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tui-client", description="Parley's terminal Matrix client.")
+    parser.add_argument("--homeserver", help=f"homeserver URL (default: the saved one, else {DEFAULT_HOMESERVER})")
+    parser.add_argument("--user", help="user id to log in as, e.g. @alice:example.org")
+    parser.add_argument("--logout", action="store_true", help="log out the saved session and exit")
+    args = parser.parse_args(argv)
+    store = SessionStore()
+    session = store.load()
+    if args.logout:
+        if session is not None:
+            asyncio.run(_log_out(store, session))
+        store.save(None)
+        print("Logged out." if session is not None else "No saved session.")
+        return
+    if session is not None and (
+        (args.homeserver and args.homeserver.rstrip("/") != session.homeserver)
+        or (args.user and args.user != session.user_id)
+    ):
+        session = None  # asked for a different account: log in afresh
+    homeserver = (args.homeserver or (session.homeserver if session else DEFAULT_HOMESERVER)).rstrip("/")
+    client = MatrixClient(HttpxTransport(homeserver), homeserver, session)
+    ParleyApp(client, store=store, user_hint=args.user or "").run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The Textual application: wires the Matrix client, the model and the screens together."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import tzinfo
+from typing import Any
+
+from textual import on, work
+from textual.app import App
+
+from .config import SessionStore
+from .matrix import (
+    ConnectionStatus,
+    HttpxTransport,
+    LoggedOut,
+    MatrixClient,
+    MatrixError,
+    Session,
+    Transport,
+    TransportError,
+)
+from .model import ClientState
+from .screens import LoginScreen, MainScreen
+
+DEFAULT_HOMESERVER = "http://127.0.0.1:8008"
+
+
+class ParleyApp(App[None]):
+    """Parley's terminal Matrix client.
+
+    ``client`` is the Matrix client layer (its transport decides where requests go);
+    ``transport_factory`` makes a transport for a homeserver typed on the login screen;
+    ``tz`` fixes the timezone of timestamps (None: local time); ``clock`` gives "now" in ms.
+    """
+
+    TITLE = "Parley"
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(
+        self,
+        client: MatrixClient,
+        *,
+        store: SessionStore | None = None,
+        user_hint: str = "",
+        transport_factory: Callable[[str], Transport] = HttpxTransport,
+        tz: tzinfo | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.store = store
+        self.user_hint = user_hint
+        self.transport_factory = transport_factory
+        self.tz = tz
+        self.clock = clock
+        self.model = ClientState(client.session.user_id if client.session else "")
+        client.on_session_changed = self._session_changed
+        client.add_status_listener(self._status_changed)
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def on_mount(self) -> None:
+        if self.client.session is not None:
+            self._start(self.client.session)
+        else:
+            self.push_screen(LoginScreen(self.client.homeserver, self.user_hint))
+
+    # -- session ---------------------------------------------------------------------------
+
+    def _session_changed(self, session: Session | None) -> None:
+        if self.store is not None:
+            self.store.save(session)
+
+    def _start(self, session: Session) -> None:
+        self.model = ClientState(session.user_id)
+        self.push_screen(MainScreen())
+        self.sync_loop()
+
+    @on(LoginScreen.Submitted)
+    def _login_submitted(self, message: LoginScreen.Submitted) -> None:
+        self.log_in(message)
+
+    @work(group="login", exclusive=True)
+    async def log_in(self, request: LoginScreen.Submitted) -> None:
+        homeserver = request.homeserver.rstrip("/") or DEFAULT_HOMESERVER
+        if homeserver != self.client.homeserver:
+            await self.client.transport.aclose()
+            self.client.transport = self.transport_factory(homeserver)
+            self.client.homeserver = homeserver
+        try:
+            if request.register:
+                localpart = request.user.lstrip("@").split(":", 1)[0]
+                session = await self.client.register(localpart, request.password, request.registration_token)
+            else:
+                session = await self.client.login_password(request.user, request.password)
+        except (MatrixError, TransportError) as error:
+            screen = self.screen
+            if isinstance(screen, LoginScreen):
+                reason = error.message if isinstance(error, MatrixError) else f"cannot reach {homeserver}: {error}"
+                screen.show_error(reason)
+            return
+        self.pop_screen()
+        self._start(session)
+
+    # -- sync ------------------------------------------------------------------------------------
+
+    @work(group="sync", exclusive=True)
+    async def sync_loop(self) -> None:
+        try:
+            await self.client.sync_forever(self._on_sync)
+        except LoggedOut:
+            self.notify("Your session ended; please log in again.", severity="error", timeout=10)
+            self._back_to_login()
+        except MatrixError as error:
+            self.notify(f"Sync stopped: {error}", severity="error", timeout=10)
+
+    def _back_to_login(self) -> None:
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.push_screen(LoginScreen(self.client.homeserver, self.model.user_id))
+
+    def _on_sync(self, response: dict[str, Any]) -> None:
+        update = self.model.apply_sync(response)
+        screen = self._main_screen()
+        if screen is None or not screen.ready:
+            return  # the screen draws everything from the model when it mounts
+        screen.refresh_from_model(update)
+        for notification in update.notifications:
+            in_view = notification.room_id == screen.room_id and self.app_focus
+            if not in_view and (notification.highlight or notification.is_direct):
+                self.bell()
+                break
+
+    def _main_screen(self) -> MainScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        return None
+
+    def _status_changed(self, _status: ConnectionStatus) -> None:
+        screen = self._main_screen()
+        if screen is not None and screen.ready:
+            screen.draw_status()
+
+    async def on_unmount(self) -> None:
+        self.client.stop()
+        await self.client.transport.aclose()

@@ -1,0 +1,32 @@
+"""The TUI's Matrix client layer: the only code that speaks the client-server API.
+
+Widgets and screens use these names and nothing below them.
+"""
+
+from ._client import SYNC_FILTER, MatrixClient, Session, parse_mxc
+from ._content import edit_content, message_content, reaction_content, reply_content
+from ._errors import LoggedOut, MatrixError, TransportError
+from ._sync import WEBSOCKET_SYNC_FEATURE, ConnectionStatus, LongPollSync, SyncSource
+from ._transport import ApiRequest, ApiResponse, HttpxTransport, Transport
+
+__all__ = [
+    "SYNC_FILTER",
+    "WEBSOCKET_SYNC_FEATURE",
+    "ApiRequest",
+    "ApiResponse",
+    "ConnectionStatus",
+    "HttpxTransport",
+    "LoggedOut",
+    "LongPollSync",
+    "MatrixClient",
+    "MatrixError",
+    "Session",
+    "SyncSource",
+    "Transport",
+    "TransportError",
+    "edit_content",
+    "message_content",
+    "parse_mxc",
+    "reaction_content",
+    "reply_content",
+]
