@@ -21,10 +21,13 @@ from homeserver import errors
 from homeserver.config import Config
 from homeserver.infra.ratelimit import LocalRateLimiter, NoRateLimiter, RateLimiter
 from homeserver.logs import request_id_var
+from homeserver.core.tokens import SyncToken
+from homeserver.infra.bus import LocalBus, StreamUpdate
 from homeserver.infra.keyring import load_or_create_signing_key
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
 from homeserver.services.events import EventSerializer, VisibilityFilter
+from homeserver.services.notifier import Notifier
 from homeserver.services.room_state import RoomStateService
 from homeserver.services.rooms import RoomService
 from homeserver.services.timeline import TimelineService
@@ -58,6 +61,8 @@ class Services:
     rooms: RoomService
     room_state: RoomStateService
     timeline: TimelineService
+    bus: LocalBus
+    notifier: Notifier
     # Closed in reverse order on shutdown.
     closers: list[Any] = field(default_factory=list)
 
@@ -119,6 +124,19 @@ async def build_services(config: Config, db: Database) -> Services:
                 serializer.invalidate(n.event.redacts)
 
     rooms.listeners.append(forget_redacted)
+
+    bus = LocalBus()
+    notifier = Notifier(bus, SyncToken(events=await events.max_stream_ordering()))
+
+    async def publish_events(new: list[Any]) -> None:
+        # Positions, not payloads: each recipient's sync reads what it needs.
+        for n in new:
+            users = set(await events.joined_and_invited_users(n.event.room_id))
+            if n.event.type == "m.room.member" and n.event.state_key:
+                users.add(n.event.state_key)
+            await bus.publish(StreamUpdate("events", n.stream_ordering, frozenset(users), frozenset([n.event.room_id])))
+
+    rooms.listeners.append(publish_events)
     return Services(
         config=config,
         db=db,
@@ -134,6 +152,8 @@ async def build_services(config: Config, db: Database) -> Services:
         rooms=rooms,
         room_state=RoomStateService(rooms, events, serializer),
         timeline=TimelineService(rooms, events, serializer, visibility),
+        bus=bus,
+        notifier=notifier,
     )
 
 

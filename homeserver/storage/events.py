@@ -351,6 +351,14 @@ class EventStore:
                 room_id, list(memberships),
             )
 
+    async def joined_and_invited_users(self, room_id: str) -> list[str]:
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT user_id FROM room_memberships WHERE room_id = $1 AND membership IN ('join', 'invite', 'knock')",
+                room_id,
+            )
+        return [r["user_id"] for r in rows]
+
     async def set_forgotten(self, room_id: str, user_id: str) -> None:
         async with self.db.connection() as conn:
             await conn.execute(

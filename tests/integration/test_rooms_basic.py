@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -30,7 +31,7 @@ async def test_every_room_version(client: httpx.AsyncClient, version: str) -> No
     r = await client.put(f"{V3}/rooms/{room}/send/m.room.message/1", headers=hb, json={"msgtype": "m.text", "body": "hi"})
     assert r.status_code == 200, r.text
     eid = r.json()["event_id"]
-    r = await client.get(f"{V3}/rooms/{room}/event/{eid}", headers=ha)
+    r = await client.get(f"{V3}/rooms/{room}/event/{quote(eid, safe='')}", headers=ha)
     assert r.status_code == 200 and r.json()["content"]["body"] == "hi"
     r = await client.get(f"{V3}/rooms/{room}/state/m.room.create", headers=ha)
     assert r.json()["room_version"] == version

@@ -151,7 +151,7 @@ async def send(who: Requester, room_id: str, event_type: str, txn_id: str) -> An
     return {"event_id": await hs().rooms.send_message(who, room_id, event_type, content, txn_id)}
 
 
-@client.route("/rooms/<room_id>/redact/<event_id>/<txn_id>", methods=["PUT"])
+@client.route("/rooms/<room_id>/redact/<path:event_id>/<txn_id>", methods=["PUT"])
 @authenticated
 async def redact(who: Requester, room_id: str, event_id: str, txn_id: str) -> Any:
     body = await json_body()
@@ -165,7 +165,7 @@ async def messages(who: Requester, room_id: str) -> Any:
     return await hs().timeline.messages(who, room_id, dict(request.args))
 
 
-@client.route("/rooms/<room_id>/event/<event_id>")
+@client.route("/rooms/<room_id>/event/<path:event_id>")
 @authenticated
 async def get_event(who: Requester, room_id: str, event_id: str) -> Any:
     return await hs().timeline.get_event(who, room_id, event_id)
