@@ -30,11 +30,20 @@ from homeserver.services.events import EventSerializer, VisibilityFilter
 from homeserver.services.notifier import Notifier
 from homeserver.services.room_state import RoomStateService
 from homeserver.services.rooms import RoomService
+from homeserver.services.sync import SyncService
 from homeserver.services.timeline import TimelineService
+from homeserver.services.userdata import (
+    AccountDataService,
+    FilterService,
+    PresenceService,
+    ReceiptService,
+    TypingService,
+)
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.aliases import AliasStore
 from homeserver.storage.database import Database
 from homeserver.storage.events import EventStore
+from homeserver.storage.userdata import UserDataStore
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +72,13 @@ class Services:
     timeline: TimelineService
     bus: LocalBus
     notifier: Notifier
+    userdata: UserDataStore
+    filters: FilterService
+    typing: TypingService
+    receipts: ReceiptService
+    account_data: AccountDataService
+    presence: PresenceService
+    sync: SyncService
     # Closed in reverse order on shutdown.
     closers: list[Any] = field(default_factory=list)
 
@@ -126,7 +142,19 @@ async def build_services(config: Config, db: Database) -> Services:
     rooms.listeners.append(forget_redacted)
 
     bus = LocalBus()
-    notifier = Notifier(bus, SyncToken(events=await events.max_stream_ordering()))
+    userdata = UserDataStore(db)
+    positions = await userdata.max_positions()
+    notifier = Notifier(bus, SyncToken(events=await events.max_stream_ordering(), **positions))
+    filters = FilterService(userdata)
+    typing = TypingService(bus, events, rooms)
+    account_data = AccountDataService(userdata, bus, rooms)
+    receipts = ReceiptService(userdata, events, rooms, bus, account_data)
+    presence = PresenceService(userdata, bus, bool(config.get("presence.enabled", True)))
+    sync = SyncService(
+        events=events, serializer=serializer, visibility=visibility, notifier=notifier, filters=filters,
+        typing=typing, receipts=receipts, account_data=account_data, presence=presence, userdata=userdata,
+        accounts=account_store, max_timeout_ms=int(config.get("http.max_sync_timeout_ms", 600_000)),
+    )
 
     async def publish_events(new: list[Any]) -> None:
         # Positions, not payloads: each recipient's sync reads what it needs.
@@ -154,11 +182,18 @@ async def build_services(config: Config, db: Database) -> Services:
         timeline=TimelineService(rooms, events, serializer, visibility),
         bus=bus,
         notifier=notifier,
+        userdata=userdata,
+        filters=filters,
+        typing=typing,
+        receipts=receipts,
+        account_data=account_data,
+        presence=presence,
+        sync=sync,
     )
 
 
 def create_app(services: Services) -> Quart:
-    from homeserver.api.client import account, rooms
+    from homeserver.api.client import account, rooms, sync
 
     app = Quart("homeserver")
     app.config["HS"] = services
@@ -175,6 +210,7 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(account.client.blueprint)
     app.register_blueprint(account.client_v1.blueprint)
     app.register_blueprint(rooms.client.blueprint)
+    app.register_blueprint(sync.client.blueprint)
 
     cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
 
@@ -239,8 +275,13 @@ def create_app(services: Services) -> Quart:
     async def metrics() -> Any:
         return Response(services.metrics.render(), content_type="text/plain; version=0.0.4")
 
+    @app.before_serving
+    async def start_background() -> None:
+        services.presence.start()
+
     @app.after_serving
     async def shutdown() -> None:
+        await services.presence.stop()
         await services.close()
 
     return app
