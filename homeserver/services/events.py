@@ -156,7 +156,8 @@ class VisibilityFilter:
             hv = h_val[i] if i >= 0 else "shared"
             j = bisect.bisect_right(m_pos, pos) - 1
             membership = m_val[j] if j >= 0 else None
-            if _visible(hv, membership, current):
+            own_membership = s.event.type == "m.room.member" and s.event.state_key == user_id
+            if own_membership or _visible(hv, membership, current):
                 out.append(s)
         return out
 
