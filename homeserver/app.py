@@ -19,12 +19,15 @@ from werkzeug.exceptions import HTTPException
 
 from homeserver import errors
 from homeserver.config import Config
+from homeserver.infra.media_store import clean_staging, open_media_store
 from homeserver.infra.ratelimit import LocalRateLimiter, NoRateLimiter, RateLimiter
 from homeserver.logs import request_id_var
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
+from homeserver.services.media import MediaService
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.database import Database
+from homeserver.storage.media import MediaRepositoryStore
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ class Services:
     account_store: AccountStore
     auth: AuthService
     accounts: AccountService
+    media: MediaService
     metrics: "Metrics"
     # Closed in reverse order on shutdown.
     closers: list[Any] = field(default_factory=list)
@@ -89,19 +93,28 @@ async def build_services(config: Config, db: Database) -> Services:
     account_store = AccountStore(db)
     auth = AuthService(config, db, account_store)
     accounts = AccountService(config, db, account_store, auth, limiter)
-    return Services(
+    media_blobs = open_media_store(config)
+    # Staging files of uploads a crash interrupted are garbage: nothing refers to them.
+    clean_staging(media_blobs.staging_dir)
+    media = MediaService(config, MediaRepositoryStore(db), media_blobs, limiter)
+    services = Services(
         config=config,
         db=db,
         limiter=limiter,
         account_store=account_store,
         auth=auth,
         accounts=accounts,
+        media=media,
         metrics=Metrics(db),
     )
+    services.closers.append(media.close)
+    return services
 
 
 def create_app(services: Services) -> Quart:
+    from homeserver.api.admin import media as admin_media
     from homeserver.api.client import account
+    from homeserver.api.media import content
 
     app = Quart("homeserver")
     app.config["HS"] = services
@@ -117,6 +130,10 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(account.discovery)
     app.register_blueprint(account.client.blueprint)
     app.register_blueprint(account.client_v1.blueprint)
+    app.register_blueprint(content.legacy.blueprint)
+    app.register_blueprint(content.v1.blueprint)
+    app.register_blueprint(content.client.blueprint)
+    app.register_blueprint(admin_media.admin.blueprint)
 
     cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
 
