@@ -454,25 +454,42 @@ class MediaService:
         """The smallest existing thumbnail made for a box at least as large as the one asked for."""
         fitting = [
             t for t in thumbs
-            if t.method == spec.method
-            and t.animated == spec.animated
-            and t.box_width >= spec.box_width
-            and t.box_height >= spec.box_height
-            # A crop must keep the asked-for aspect ratio.
-            and (spec.method != "crop" or t.box_width * spec.box_height == t.box_height * spec.box_width)
+            if t.animated == spec.animated
+            # A crop must also keep the asked-for aspect ratio.
+            and MediaService._fits(ThumbnailSpec(t.method, t.box_width, t.box_height, t.animated), spec)
         ]
         return min(fitting, key=lambda t: (t.width * t.height, t.box_width * t.box_height), default=None)
+
+    @staticmethod
+    def _fits(candidate: ThumbnailSpec, spec: ThumbnailSpec) -> bool:
+        return (
+            candidate.method == spec.method
+            and candidate.box_width >= spec.box_width
+            and candidate.box_height >= spec.box_height
+            and (spec.method != "crop" or candidate.box_width * spec.box_height == candidate.box_height * spec.box_width)
+        )
+
+    def _on_demand_spec(self, spec: ThumbnailSpec) -> ThumbnailSpec:
+        """What to make for a request no existing thumbnail serves.
+
+        A common size that would serve it (its pre-generation may still be running, or
+        it failed) is made as that common size; otherwise a "scale" box is rounded up to
+        a multiple of 32, which bounds how many variants one image can be asked for.
+        """
+        common = [c for c in COMMON_THUMBNAILS if self._fits(c, spec)]
+        if common:
+            best = min(common, key=lambda c: c.box_width * c.box_height)
+            return ThumbnailSpec(best.method, best.box_width, best.box_height, spec.animated)
+        if spec.method == "scale":
+            return ThumbnailSpec("scale", _round_up(spec.box_width, 32), _round_up(spec.box_height, 32), spec.animated)
+        return spec
 
     async def _find_or_make_thumbnail(self, row: MediaRow, spec: ThumbnailSpec) -> ThumbnailRow | None:
         assert row.sha256 is not None
         existing = self._choose(await self.store.thumbnails_for(row.sha256), spec)
         if existing is not None:
             return existing
-        if spec.method == "scale":
-            # Any box at least as large will do; rounding up bounds how many variants one image can get.
-            spec = ThumbnailSpec(
-                "scale", _round_up(spec.box_width, 32), _round_up(spec.box_height, 32), spec.animated
-            )
+        spec = self._on_demand_spec(spec)
         key = (row.sha256, spec)
         future = self._inflight.get(key)
         if future is None:
