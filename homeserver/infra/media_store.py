@@ -33,6 +33,10 @@ class ObjectMissing(Exception):
     """No object is stored under this key."""
 
 
+class MediaStoreUnavailable(Exception):
+    """The backend failed (disk error, S3 unreachable or refusing): not the caller's fault."""
+
+
 @dataclass
 class StoredObject:
     size: int
@@ -147,7 +151,10 @@ class FilesystemMediaStore:
         _fsync_dir(self.staging_dir)
 
     async def put(self, key: str, staged: Path) -> None:
-        await asyncio.to_thread(self._put_sync, key, staged)
+        try:
+            await asyncio.to_thread(self._put_sync, key, staged)
+        except OSError as e:
+            raise MediaStoreUnavailable(f"storing {key}: {e}") from e
 
     def _put_bytes_sync(self, key: str, data: bytes) -> None:
         if self.path_for(key).exists():
@@ -161,7 +168,10 @@ class FilesystemMediaStore:
             staged.unlink(missing_ok=True)
 
     async def put_bytes(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self._put_bytes_sync, key, data)
+        try:
+            await asyncio.to_thread(self._put_bytes_sync, key, data)
+        except OSError as e:
+            raise MediaStoreUnavailable(f"storing {key}: {e}") from e
 
     async def open(self, key: str) -> StoredObject:
         path = self.path_for(key)
@@ -169,6 +179,8 @@ class FilesystemMediaStore:
             f = await asyncio.to_thread(open, path, "rb")
         except FileNotFoundError:
             raise ObjectMissing(key) from None
+        except OSError as e:
+            raise MediaStoreUnavailable(f"opening {key}: {e}") from e
         size = os.fstat(f.fileno()).st_size
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -188,6 +200,8 @@ class FilesystemMediaStore:
             return await asyncio.to_thread(self.path_for(key).read_bytes)
         except FileNotFoundError:
             raise ObjectMissing(key) from None
+        except OSError as e:
+            raise MediaStoreUnavailable(f"reading {key}: {e}") from e
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self.path_for(key).exists)
@@ -270,17 +284,20 @@ class S3MediaStore:
         await self.put_bytes(key, data)
 
     async def put_bytes(self, key: str, data: bytes) -> None:
-        s3 = await self._s3()
-        await s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        try:
+            s3 = await self._s3()
+            await s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except Exception as e:
+            raise MediaStoreUnavailable(f"S3 put {key}: {e}") from e
 
     async def open(self, key: str) -> StoredObject:
-        s3 = await self._s3()
         try:
+            s3 = await self._s3()
             resp = await s3.get_object(Bucket=self.bucket, Key=self._key(key))
         except Exception as e:
             if self._is_missing(e):
                 raise ObjectMissing(key) from None
-            raise
+            raise MediaStoreUnavailable(f"S3 get {key}: {e}") from e
         body = resp["Body"]
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -297,18 +314,21 @@ class S3MediaStore:
         return b"".join([c async for c in obj.chunks])
 
     async def exists(self, key: str) -> bool:
-        s3 = await self._s3()
         try:
+            s3 = await self._s3()
             await s3.head_object(Bucket=self.bucket, Key=self._key(key))
             return True
         except Exception as e:
             if self._is_missing(e):
                 return False
-            raise
+            raise MediaStoreUnavailable(f"S3 head {key}: {e}") from e
 
     async def delete(self, key: str) -> None:
-        s3 = await self._s3()
-        await s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+        try:
+            s3 = await self._s3()
+            await s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as e:
+            raise MediaStoreUnavailable(f"S3 delete {key}: {e}") from e
 
     async def close(self) -> None:
         if self._stack is not None:

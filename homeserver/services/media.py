@@ -31,7 +31,13 @@ from typing import Protocol
 
 from homeserver import errors
 from homeserver.config import Config
-from homeserver.infra.media_store import MediaStore, ObjectMissing, StoredObject, new_staging_file
+from homeserver.infra.media_store import (
+    MediaStore,
+    MediaStoreUnavailable,
+    ObjectMissing,
+    StoredObject,
+    new_staging_file,
+)
 from homeserver.infra.ratelimit import RateLimiter
 from homeserver.services import media_types, thumbnailer
 from homeserver.services.auth import Requester
@@ -72,6 +78,10 @@ def not_yet_uploaded() -> errors.MatrixError:
 
 def cannot_overwrite() -> errors.MatrixError:
     return errors.MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "Media already uploaded")
+
+
+def store_unavailable() -> errors.MatrixError:
+    return errors.MatrixError(503, "M_UNKNOWN", "The media store is unavailable, try again later")
 
 
 def cannot_thumbnail() -> errors.MatrixError:
@@ -246,7 +256,11 @@ class MediaService:
         self, body: AsyncIterator[bytes], content_length: int | None, declared: str | None, filename: str | None
     ) -> _Staged:
         """Stream the body into a staging file; decide its type. Removes the file on any failure."""
-        fd, path = await asyncio.to_thread(new_staging_file, self.blobs.staging_dir)
+        try:
+            fd, path = await asyncio.to_thread(new_staging_file, self.blobs.staging_dir)
+        except OSError as e:
+            log.error("cannot create a staging file: %s", e)
+            raise store_unavailable() from None
         f = os.fdopen(fd, "wb")
         try:
             hasher = hashlib.sha256()
@@ -298,6 +312,11 @@ class MediaService:
                     animated=animated,
                 ),
             )
+        except OSError as e:
+            f.close()
+            path.unlink(missing_ok=True)
+            log.error("writing a staging file failed: %s", e)
+            raise store_unavailable() from None
         except BaseException:
             f.close()
             path.unlink(missing_ok=True)
@@ -324,7 +343,11 @@ class MediaService:
 
         async def work() -> None:
             try:
-                await self.blobs.put(staged.facts.sha256, staged.path)
+                try:
+                    await self.blobs.put(staged.facts.sha256, staged.path)
+                except MediaStoreUnavailable as e:
+                    log.error("%s", e)
+                    raise store_unavailable() from None
                 await commit(staged.facts)
             finally:
                 await asyncio.to_thread(staged.path.unlink, True)
@@ -383,6 +406,9 @@ class MediaService:
         except ObjectMissing:
             log.error("media content %s is missing from the store", sha256)
             raise errors.not_found() from None
+        except MediaStoreUnavailable as e:
+            log.error("%s", e)
+            raise store_unavailable() from None
 
     async def download(
         self,
@@ -516,6 +542,9 @@ class MediaService:
         except ObjectMissing:
             log.error("media content %s is missing from the store", sha256)
             return []
+        except MediaStoreUnavailable as e:
+            log.error("%s", e)
+            raise store_unavailable() from None
         try:
             async with self._image_slots:
                 made = await asyncio.to_thread(thumbnailer.make_thumbnails, data, specs, self.max_image_pixels)
@@ -526,7 +555,11 @@ class MediaService:
         rows = []
         for t in made:
             thumb_sha = hashlib.sha256(t.data).hexdigest()
-            await self.blobs.put_bytes(thumb_sha, t.data)
+            try:
+                await self.blobs.put_bytes(thumb_sha, t.data)
+            except MediaStoreUnavailable as e:
+                log.error("%s", e)
+                raise store_unavailable() from None
             thumb = ThumbnailRow(
                 source_sha256=sha256, method=t.spec.method, box_width=t.spec.box_width,
                 box_height=t.spec.box_height, animated=t.spec.animated, width=t.width, height=t.height,

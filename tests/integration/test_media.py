@@ -11,17 +11,20 @@ import pytest
 from PIL import Image
 
 from tests.conftest import auth_header
-from tests.integration.media_helpers import (  # noqa: F401 - fixtures
+from tests.integration import media_helpers
+from tests.integration.media_helpers import (
     animated_gif,
     image_bytes,
-    media_backend,
     media_sets,
     new_user,
     open_image,
-    s3_service,
     thumbnail,
     upload,
 )
+
+# Fixtures shared with the other media tests (not in a conftest, to keep other packages unaffected).
+media_backend = media_helpers.media_backend
+s3_service = media_helpers.s3_service
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",

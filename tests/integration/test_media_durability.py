@@ -13,18 +13,21 @@ import asyncpg
 import pytest
 
 from tests.conftest import auth_header
-from tests.integration.media_helpers import (  # noqa: F401 - fixtures
+from tests.integration import media_helpers
+from tests.integration.media_helpers import (
     image_bytes,
     list_s3_objects,
-    media_backend,
     media_sets,
     new_user,
     open_image,
-    s3_service,
     thumbnail,
     upload,
     wait_until,
 )
+
+# Fixtures shared with the other media tests (not in a conftest, to keep other packages unaffected).
+media_backend = media_helpers.media_backend
+s3_service = media_helpers.s3_service
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,7 +81,7 @@ async def test_interrupted_upload_leaves_nothing_behind(
         f"Authorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\n"
         f"Content-Length: {declared}\r\n\r\n"
     ).encode()
-    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    _, writer = await asyncio.open_connection("127.0.0.1", srv.port)
     writer.write(head + b"\x07" * (declared // 2))
     await writer.drain()
     # The server is receiving: its staging file exists and holds part of the body.
@@ -116,7 +119,8 @@ async def test_staging_files_left_by_a_crash_are_removed_at_start(server_factory
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "homeserver", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "homeserver", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
     )
 
 
@@ -165,3 +169,21 @@ async def test_quarantine_cli(server_factory: Any, tmp_path: Path) -> None:
     async with srv.client() as c:
         r = await c.get(f"/_matrix/client/v1/media/download/{sn}/{in_room}", headers=auth_header(alice))
         assert r.status_code == 404
+
+
+async def test_an_unreachable_store_answers_503_and_stores_nothing(server_factory: Any, tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    media_dir = tmp_path / "media"
+    srv = await server_factory({
+        "rate_limits.enabled": False, "media.path": str(media_dir), "media.store": "s3",
+        "media.s3.bucket": "nowhere", "media.s3.endpoint_url": f"http://127.0.0.1:{free_port()}",
+        "media.s3.region": "us-east-1", "media.s3.access_key_id": "k", "media.s3.secret_access_key": "s",
+    })
+    async with srv.client() as c:
+        token = await new_user(c)
+        r = await c.post("/_matrix/media/v3/upload", content=b"data", headers=auth_header(token))
+        assert r.status_code == 503, r.text
+        assert r.json()["errcode"] == "M_UNKNOWN"
+    assert await count_media_rows(srv.db_url) == 0
+    assert not any((media_dir / "tmp").iterdir())
