@@ -205,6 +205,8 @@ class MediaService:
         """POST /media/v1/create: reserve a media ID for an upload to come."""
         await self._take_upload_slot(who)
         now = now_ms()
+        # Forget IDs whose upload never came (cheap: a partial index covers pending rows).
+        await self.store.delete_expired_pending(now)
         if await self.store.count_pending(who.user_id, now) >= MAX_PENDING_PER_USER:
             raise errors.MatrixError(
                 429, "M_LIMIT_EXCEEDED", "Too many pending uploads", retry_after_ms=60_000
@@ -388,6 +390,7 @@ class MediaService:
                 raise errors.not_found()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                self._upload_waiters.pop(media_id, None)
                 raise not_yet_uploaded()
             waiter = self._upload_waiters.setdefault(media_id, asyncio.Event())
             # Another worker process may complete it: look again at least every half second.
@@ -517,23 +520,22 @@ class MediaService:
             return existing
         spec = self._on_demand_spec(spec)
         key = (row.sha256, spec)
-        future = self._inflight.get(key)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._inflight[key] = future
-            try:
-                made = await self._make_thumbnails(row.sha256, [spec])
-                result = made[0] if made else None
-                future.set_result(result)
-            except BaseException as e:
-                future.set_exception(e)
-                raise
-            finally:
-                self._inflight.pop(key, None)
-                if not future.done():
-                    future.cancel()
-            return result
-        return await asyncio.shield(future)
+        task = self._inflight.get(key)
+        if task is None:
+            # One generation per thumbnail however many ask; it is not tied to any one request,
+            # so a client going away does not cancel it for the others.
+            sha256 = row.sha256
+
+            async def make() -> ThumbnailRow | None:
+                try:
+                    made = await self._make_thumbnails(sha256, [spec])
+                    return made[0] if made else None
+                finally:
+                    self._inflight.pop(key, None)
+
+            task = asyncio.ensure_future(make())
+            self._inflight[key] = task
+        return await asyncio.shield(task)
 
     async def _make_thumbnails(self, sha256: str, specs: list[ThumbnailSpec]) -> list[ThumbnailRow]:
         """Make, store and record thumbnails; [] (and the content marked) if it cannot be decoded."""
