@@ -1,4 +1,5 @@
-"""The `homeserver` command: run, migrate, register-user, generate-config, create-registration-token."""
+"""The `homeserver` command: run, migrate, register-user, generate-config, create-registration-token,
+quarantine-media."""
 
 from __future__ import annotations
 
@@ -47,6 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--token", default=None)
     tok.add_argument("--uses", type=int, default=None, help="how many registrations it allows (default unlimited)")
     tok.add_argument("--expires-in-days", type=float, default=None)
+    quarantine = sub.add_parser(
+        "quarantine-media", help="quarantine local media (downloads then answer 404) by ID, user or room"
+    )
+    _common(quarantine)
+    which = quarantine.add_mutually_exclusive_group(required=True)
+    which.add_argument("--media-id", action="append", default=None, metavar="ID_OR_MXC",
+                       help="a media ID or mxc:// URI of this server (repeatable)")
+    which.add_argument("--user", default=None, metavar="USER_ID", help="every media the user uploaded")
+    which.add_argument("--room", default=None, metavar="ROOM_ID",
+                       help="every local media an event of the room refers to")
+    quarantine.add_argument("--release", action="store_true", help="lift the quarantine instead")
     return parser
 
 
@@ -130,6 +142,31 @@ def cmd_create_registration_token(config: Config, args: argparse.Namespace) -> i
     return asyncio.run(_with_database(config, work))
 
 
+def cmd_quarantine_media(config: Config, args: argparse.Namespace) -> int:
+    from homeserver import errors
+    from homeserver.app import build_services
+
+    async def work(db: Any) -> int:
+        services = await build_services(config, db)
+        try:
+            count = await services.media.quarantine(
+                by="cli",
+                media_ids=args.media_id,
+                user_id=args.user,
+                room_id=args.room,
+                quarantine=not args.release,
+            )
+        except errors.MatrixError as e:
+            print(f"error: {e.error}", file=sys.stderr)
+            return 1
+        finally:
+            await services.media.close()
+        print(f"{'released' if args.release else 'quarantined'} {count} media")
+        return 0
+
+    return asyncio.run(_with_database(config, work))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -144,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(text, end="")
             return 0
         config = resolve_config(args, create=args.command in ("run", "migrate", "register-user",
-                                                                "create-registration-token"))
+                                                                "create-registration-token",
+                                                                "quarantine-media"))
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
@@ -163,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_register_user(config, args)
     if args.command == "create-registration-token":
         return cmd_create_registration_token(config, args)
+    if args.command == "quarantine-media":
+        return cmd_quarantine_media(config, args)
     parser.print_help()
     return 2
 

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from homeserver import errors
 from homeserver.config import Config
+from homeserver.infra.media_store import clean_staging, open_media_store
 from homeserver.infra.ratelimit import LocalRateLimiter, NoRateLimiter, RateLimiter
 from homeserver.logs import request_id_var
 from homeserver.core.tokens import SyncToken
@@ -39,11 +40,13 @@ from homeserver.services.userdata import (
     ReceiptService,
     TypingService,
 )
+from homeserver.services.media import MediaService
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.aliases import AliasStore
 from homeserver.storage.database import Database
 from homeserver.storage.events import EventStore
 from homeserver.storage.userdata import UserDataStore
+from homeserver.storage.media import MediaRepositoryStore
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ class Services:
     account_store: AccountStore
     auth: AuthService
     accounts: AccountService
+    media: MediaService
     metrics: "Metrics"
     events: EventStore
     aliases: AliasStore
@@ -165,13 +169,18 @@ async def build_services(config: Config, db: Database) -> Services:
             await bus.publish(StreamUpdate("events", n.stream_ordering, frozenset(users), frozenset([n.event.room_id])))
 
     rooms.listeners.append(publish_events)
-    return Services(
+    media_blobs = open_media_store(config)
+    # Staging files of uploads a crash interrupted are garbage: nothing refers to them.
+    clean_staging(media_blobs.staging_dir)
+    media = MediaService(config, MediaRepositoryStore(db), media_blobs, limiter)
+    services = Services(
         config=config,
         db=db,
         limiter=limiter,
         account_store=account_store,
         auth=auth,
         accounts=accounts,
+        media=media,
         metrics=Metrics(db),
         events=events,
         aliases=aliases,
@@ -190,10 +199,15 @@ async def build_services(config: Config, db: Database) -> Services:
         presence=presence,
         sync=sync,
     )
+    services.closers.append(media.close)
+    return services
 
 
 def create_app(services: Services) -> Quart:
     from homeserver.api.client import account, rooms, sync
+    from homeserver.api.admin import media as admin_media
+    from homeserver.api.client import account
+    from homeserver.api.media import content
 
     app = Quart("homeserver")
     app.config["HS"] = services
@@ -211,6 +225,10 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(account.client_v1.blueprint)
     app.register_blueprint(rooms.client.blueprint)
     app.register_blueprint(sync.client.blueprint)
+    app.register_blueprint(content.legacy.blueprint)
+    app.register_blueprint(content.v1.blueprint)
+    app.register_blueprint(content.client.blueprint)
+    app.register_blueprint(admin_media.admin.blueprint)
 
     cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
 

@@ -272,7 +272,13 @@ media:
   store: filesystem        # filesystem | s3
   path: media              # for the filesystem store, relative to the data dir
   max_upload_size: 10485760
+  # Images that would decode to more pixels than this are refused at upload (decompression bombs).
+  max_image_pixels: 32000000
+  # true: media uploaded from now on is served only by the authenticated /_matrix/client/v1/media
+  # endpoints; the deprecated /_matrix/media/v3/download|thumbnail answer 404 for it (spec v1.11+).
+  freeze_unauthenticated: true
   # s3: {{bucket: ..., prefix: ..., endpoint_url: ..., region: ..., access_key_id: ..., secret_access_key: ...}}
+  # (without keys, the standard AWS environment / shared config / instance role is used)
 
 registration:
   # null: open while every listener is loopback; true/false to force.
