@@ -28,6 +28,7 @@ from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
 from homeserver.services.events import EventSerializer, VisibilityFilter
 from homeserver.services.notifier import Notifier
+from homeserver.services.relations import RelationsService
 from homeserver.services.room_state import RoomStateService
 from homeserver.services.rooms import RoomService
 from homeserver.services.timeline import TimelineService
@@ -35,6 +36,7 @@ from homeserver.storage.accounts import AccountStore
 from homeserver.storage.aliases import AliasStore
 from homeserver.storage.database import Database
 from homeserver.storage.events import EventStore
+from homeserver.storage.relations import RelationStore
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class Services:
     timeline: TimelineService
     bus: LocalBus
     notifier: Notifier
+    relations: RelationsService
     # Closed in reverse order on shutdown.
     closers: list[Any] = field(default_factory=list)
 
@@ -137,6 +140,7 @@ async def build_services(config: Config, db: Database) -> Services:
             await bus.publish(StreamUpdate("events", n.stream_ordering, frozenset(users), frozenset([n.event.room_id])))
 
     rooms.listeners.append(publish_events)
+    relations = RelationsService(rooms, events, RelationStore(db), serializer, visibility)
     return Services(
         config=config,
         db=db,
@@ -151,14 +155,15 @@ async def build_services(config: Config, db: Database) -> Services:
         visibility=visibility,
         rooms=rooms,
         room_state=RoomStateService(rooms, events, serializer),
-        timeline=TimelineService(rooms, events, serializer, visibility),
+        timeline=TimelineService(rooms, events, serializer, visibility, relations),
         bus=bus,
         notifier=notifier,
+        relations=relations,
     )
 
 
 def create_app(services: Services) -> Quart:
-    from homeserver.api.client import account, rooms
+    from homeserver.api.client import account, relations, rooms
 
     app = Quart("homeserver")
     app.config["HS"] = services
@@ -175,6 +180,7 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(account.client.blueprint)
     app.register_blueprint(account.client_v1.blueprint)
     app.register_blueprint(rooms.client.blueprint)
+    app.register_blueprint(relations.client_v1.blueprint)
 
     cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
 
