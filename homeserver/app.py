@@ -29,6 +29,8 @@ from homeserver.services.auth import AuthService
 from homeserver.services.events import EventSerializer, VisibilityFilter
 from homeserver.services.notifier import Notifier
 from homeserver.services.relations import RelationsService
+from homeserver.services.room_directory import RoomDirectoryService
+from homeserver.services.room_upgrade import RoomUpgradeService
 from homeserver.services.room_state import RoomStateService
 from homeserver.services.rooms import RoomService
 from homeserver.services.timeline import TimelineService
@@ -37,6 +39,7 @@ from homeserver.storage.aliases import AliasStore
 from homeserver.storage.database import Database
 from homeserver.storage.events import EventStore
 from homeserver.storage.relations import RelationStore
+from homeserver.storage.room_directory import RoomDirectoryStore
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class Services:
     bus: LocalBus
     notifier: Notifier
     relations: RelationsService
+    room_directory: RoomDirectoryService
+    upgrades: RoomUpgradeService
     # Closed in reverse order on shutdown.
     closers: list[Any] = field(default_factory=list)
 
@@ -141,6 +146,7 @@ async def build_services(config: Config, db: Database) -> Services:
 
     rooms.listeners.append(publish_events)
     relations = RelationsService(rooms, events, RelationStore(db), serializer, visibility)
+    directory_store = RoomDirectoryStore(db)
     return Services(
         config=config,
         db=db,
@@ -159,11 +165,13 @@ async def build_services(config: Config, db: Database) -> Services:
         bus=bus,
         notifier=notifier,
         relations=relations,
+        room_directory=RoomDirectoryService(rooms, directory_store, config.server_name),
+        upgrades=RoomUpgradeService(rooms, directory_store),
     )
 
 
 def create_app(services: Services) -> Quart:
-    from homeserver.api.client import account, relations, rooms
+    from homeserver.api.client import account, relations, room_directory, rooms
 
     app = Quart("homeserver")
     app.config["HS"] = services
@@ -181,6 +189,7 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(account.client_v1.blueprint)
     app.register_blueprint(rooms.client.blueprint)
     app.register_blueprint(relations.client_v1.blueprint)
+    app.register_blueprint(room_directory.client.blueprint)
 
     cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
 

@@ -209,3 +209,10 @@ async def room_aliases(who: Requester, room_id: str) -> Any:
 @authenticated
 async def context(who: Requester, room_id: str, event_id: str) -> Any:
     return await hs().timeline.context(who, room_id, event_id, dict(request.args))
+
+
+@client.route("/rooms/<room_id>/upgrade", methods=["POST"])
+@authenticated
+async def upgrade(who: Requester, room_id: str) -> Any:
+    body = await json_body(allow_empty=False)
+    return {"replacement_room": await hs().upgrades.upgrade(who, room_id, body)}
