@@ -45,7 +45,7 @@ class TimelineService:
         events: EventStore,
         serializer: EventSerializer,
         visibility: VisibilityFilter,
-        relations: "RelationsService | None" = None,
+        relations: RelationsService | None = None,
     ) -> None:
         self.rooms = rooms
         self.events = events

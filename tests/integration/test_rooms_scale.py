@@ -98,7 +98,7 @@ async def test_rooms_survive_restart(server_factory: Any) -> None:
         assert set((await alice.get(f"{V3}/joined_rooms")).json()["joined_rooms"]) == set(rooms)
         for room in rooms:
             state = (await alice.get(f"{V3}/rooms/{room}/state")).json()
-            key = lambda evs: sorted((e["type"], e["state_key"], e["event_id"]) for e in evs)  # noqa: E731
+            key = lambda evs: sorted((e["type"], e["state_key"], e["event_id"]) for e in evs)
             assert key(state) == key(before[room])
             after = await alice.all_messages(room)
             assert [e["event_id"] for e in after] == [e["event_id"] for e in msgs_before[room]]

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from homeserver.core import filters
-from homeserver.core.filters import FilterError, RoomEventFilter, parse_room_event_filter, parse_room_event_filter_json
+from homeserver.core.filters import (
+    FilterError,
+    RoomEventFilter,
+    parse_room_event_filter,
+    parse_room_event_filter_json,
+)
 
 
 def ev(type: str = "m.room.message", sender: str = "@a:hs", room: str = "!r:hs", **content: object) -> dict:
