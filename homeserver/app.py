@@ -29,6 +29,9 @@ from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
 from homeserver.services.events import EventSerializer, VisibilityFilter
 from homeserver.services.notifier import Notifier
+from homeserver.services.relations import RelationsService
+from homeserver.services.room_directory import RoomDirectoryService
+from homeserver.services.room_upgrade import RoomUpgradeService
 from homeserver.services.room_state import RoomStateService
 from homeserver.services.rooms import RoomService
 from homeserver.services.sync import SyncService
@@ -47,6 +50,8 @@ from homeserver.storage.database import Database
 from homeserver.storage.events import EventStore
 from homeserver.storage.userdata import UserDataStore
 from homeserver.storage.media import MediaRepositoryStore
+from homeserver.storage.relations import RelationStore
+from homeserver.storage.room_directory import RoomDirectoryStore
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,9 @@ class Services:
     account_data: AccountDataService
     presence: PresenceService
     sync: SyncService
+    relations: RelationsService
+    room_directory: RoomDirectoryService
+    upgrades: RoomUpgradeService
     # Closed in reverse order on shutdown.
     closers: list[Any] = field(default_factory=list)
 
@@ -173,6 +181,8 @@ async def build_services(config: Config, db: Database) -> Services:
     # Staging files of uploads a crash interrupted are garbage: nothing refers to them.
     clean_staging(media_blobs.staging_dir)
     media = MediaService(config, MediaRepositoryStore(db), media_blobs, limiter)
+    relations = RelationsService(rooms, events, RelationStore(db), serializer, visibility)
+    directory_store = RoomDirectoryStore(db)
     services = Services(
         config=config,
         db=db,
@@ -188,7 +198,7 @@ async def build_services(config: Config, db: Database) -> Services:
         visibility=visibility,
         rooms=rooms,
         room_state=RoomStateService(rooms, events, serializer),
-        timeline=TimelineService(rooms, events, serializer, visibility),
+        timeline=TimelineService(rooms, events, serializer, visibility, relations),
         bus=bus,
         notifier=notifier,
         userdata=userdata,
@@ -198,6 +208,9 @@ async def build_services(config: Config, db: Database) -> Services:
         account_data=account_data,
         presence=presence,
         sync=sync,
+        relations=relations,
+        room_directory=RoomDirectoryService(rooms, directory_store, config.server_name),
+        upgrades=RoomUpgradeService(rooms, directory_store),
     )
     services.closers.append(media.close)
     return services
@@ -208,6 +221,7 @@ def create_app(services: Services) -> Quart:
     from homeserver.api.admin import media as admin_media
     from homeserver.api.client import account
     from homeserver.api.media import content
+    from homeserver.api.client import account, relations, room_directory, rooms
 
     app = Quart("homeserver")
     app.config["HS"] = services
@@ -229,6 +243,8 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(content.v1.blueprint)
     app.register_blueprint(content.client.blueprint)
     app.register_blueprint(admin_media.admin.blueprint)
+    app.register_blueprint(relations.client_v1.blueprint)
+    app.register_blueprint(room_directory.client.blueprint)
 
     cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
 

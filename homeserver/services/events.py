@@ -53,8 +53,13 @@ class EventSerializer:
         txn_ids: dict[str, str] | None = None,
         include_room_id: bool = True,
         now_ms: int | None = None,
+        relations: dict[str, dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
-        """Client-format events, in the order given."""
+        """Client-format events, in the order given.
+
+        `relations` maps event IDs to their bundled aggregations (see
+        RelationsService.bundle), placed in `unsigned["m.relations"]`.
+        """
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         redactions_needed = [s.redacted_by for s in stored if s.redacted_by and self._cache.get_item(s.event_id) is None]
         redactions = await self.events.get_events([r for r in redactions_needed if r]) if redactions_needed else {}
@@ -70,6 +75,8 @@ class EventSerializer:
             unsigned["age"] = max(0, now - base["origin_server_ts"])
             if txn_ids and s.event_id in txn_ids:
                 unsigned["transaction_id"] = txn_ids[s.event_id]
+            if relations and s.event_id in relations:
+                unsigned["m.relations"] = relations[s.event_id]
             ev["unsigned"] = unsigned
             if not include_room_id:
                 ev.pop("room_id", None)

@@ -54,7 +54,10 @@ class RoomStateService:
                 pos = RoomPosition.decode(at) if at.startswith("t") else RoomPosition(stream=SyncToken.decode(at).events)
             except TokenError:
                 raise errors.MatrixError(400, "M_INVALID_PARAM", "Invalid 'at' token") from None
-            upto = pos.stream if left_at is None else min(pos.stream, left_at)
+            # A sync token's position is inclusive (events up to it were delivered); a `t` token
+            # from /messages marks a point between events, exclusive like pagination's `from`.
+            point = pos.stream if pos.topological is None else pos.stream - 1
+            upto = point if left_at is None else min(point, left_at)
             last = await self.events.latest_room_events(room_id, upto, 1)
             if last and last[-1].state_group is not None:
                 state = await self.events.state_ids_for_group(last[-1].state_group, types=["m.room.member"])

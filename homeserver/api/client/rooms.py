@@ -203,3 +203,16 @@ async def delete_alias(who: Requester, alias: str) -> Any:
 async def room_aliases(who: Requester, room_id: str) -> Any:
     await hs().rooms.require_member(who.user_id, room_id)
     return {"aliases": await hs().aliases.aliases_for_room(room_id)}
+
+
+@client.route("/rooms/<room_id>/context/<path:event_id>")
+@authenticated
+async def context(who: Requester, room_id: str, event_id: str) -> Any:
+    return await hs().timeline.context(who, room_id, event_id, dict(request.args))
+
+
+@client.route("/rooms/<room_id>/upgrade", methods=["POST"])
+@authenticated
+async def upgrade(who: Requester, room_id: str) -> Any:
+    body = await json_body(allow_empty=False)
+    return {"replacement_room": await hs().upgrades.upgrade(who, room_id, body)}
