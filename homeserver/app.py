@@ -30,11 +30,13 @@ from homeserver.services.events import EventSerializer, VisibilityFilter
 from homeserver.services.notifier import Notifier
 from homeserver.services.room_state import RoomStateService
 from homeserver.services.rooms import RoomService
+from homeserver.services.search import SearchService, UserDirectoryService
 from homeserver.services.timeline import TimelineService
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.aliases import AliasStore
 from homeserver.storage.database import Database
 from homeserver.storage.events import EventStore
+from homeserver.storage.search import SearchStore
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class Services:
     timeline: TimelineService
     bus: LocalBus
     notifier: Notifier
+    search: SearchService
+    user_directory: UserDirectoryService
     # Closed in reverse order on shutdown.
     closers: list[Any] = field(default_factory=list)
 
@@ -137,6 +141,7 @@ async def build_services(config: Config, db: Database) -> Services:
             await bus.publish(StreamUpdate("events", n.stream_ordering, frozenset(users), frozenset([n.event.room_id])))
 
     rooms.listeners.append(publish_events)
+    search_store = SearchStore(db)
     return Services(
         config=config,
         db=db,
@@ -154,11 +159,13 @@ async def build_services(config: Config, db: Database) -> Services:
         timeline=TimelineService(rooms, events, serializer, visibility),
         bus=bus,
         notifier=notifier,
+        search=SearchService(search_store, events, rooms, serializer, visibility),
+        user_directory=UserDirectoryService(config, search_store),
     )
 
 
 def create_app(services: Services) -> Quart:
-    from homeserver.api.client import account, rooms
+    from homeserver.api.client import account, rooms, search
 
     app = Quart("homeserver")
     app.config["HS"] = services
@@ -175,6 +182,7 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(account.client.blueprint)
     app.register_blueprint(account.client_v1.blueprint)
     app.register_blueprint(rooms.client.blueprint)
+    app.register_blueprint(search.client.blueprint)
 
     cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
 
