@@ -118,7 +118,7 @@ def parse_room_events_request(raw: Any) -> RoomEventsCriteria:
     term = raw.get("search_term")
     if not isinstance(term, str):
         raise SearchRequestError("'search_term' is required and must be a string")
-    keys = SEARCH_KEYS
+    keys: tuple[str, ...] = SEARCH_KEYS
     if raw.get("keys") is not None:
         keys = _string_list(raw["keys"], "keys")
         bad = [k for k in keys if k not in SEARCH_KEYS]
@@ -189,7 +189,7 @@ class BatchToken:
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
-    def decode(cls, text: str) -> "BatchToken":
+    def decode(cls, text: str) -> BatchToken:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             data = json.loads(raw)

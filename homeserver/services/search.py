@@ -28,8 +28,9 @@ from homeserver.services.rooms import RoomService
 from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.search import MAX_STREAM, HitFilter, SearchHit, SearchStore
 
-# `count` is exact up to this many hits, then this number (the spec allows an estimate).
-COUNT_CAP = 10_000
+# `count` is exact up to this many hits, then this number, meaning "at least" (the spec allows an estimate):
+# counting every hit of a very common word costs as much as ranking them.
+COUNT_CAP = 1_000
 # Fetch rounds per page when history visibility hides hits; a short page then carries next_batch.
 MAX_ROUNDS = 5
 DIRECTORY_DEFAULT_LIMIT = 10

@@ -27,10 +27,12 @@ TS_CONFIG = "english"
 # The keys the spec lets clients search, by event type.
 SEARCHABLE_TYPES = {"m.room.message": "content.body", "m.room.name": "content.name", "m.room.topic": "content.topic"}
 MAX_STREAM = 2**63 - 1
+# The first window of stream positions a `recent` search reads (then 4x, 16x, ...).
+RECENT_FIRST_WINDOW = 20_000
 
 # Markers for ts_headline that never occur in text we index (stripped before indexing).
 _START, _STOP = "\x02", "\x03"
-_HIGHLIGHT_RE = re.compile(f"{_START}(.*?){_STOP}", re.S)
+_HIGHLIGHT_RE = re.compile(f"{_START}(.*?){_STOP}", re.DOTALL)
 
 
 def searchable_text(event: Event) -> tuple[str, str] | None:
@@ -96,6 +98,10 @@ class SearchHit:
     rank: float
 
 
+def _hit(r: asyncpg.Record) -> SearchHit:
+    return SearchHit(r["stream_ordering"], r["event_id"], r["room_id"], r["sender"], r["rank"])
+
+
 @dataclass(frozen=True)
 class HitFilter:
     """SQL-side restrictions of a search (rooms are given separately, with their upper bounds)."""
@@ -136,7 +142,14 @@ class SearchStore:
         rooms: Sequence[str], upto: Sequence[int], term: str, f: HitFilter
     ) -> tuple[str, list[Any]]:
         args: list[Any] = [list(rooms), list(upto), term]
-        conds = ["s.vector @@ q.q"]
+        # room_id = ANY lets the planner AND the GIN bitmap with the (room_id, stream_ordering)
+        # btree, so only hits in the searcher's rooms are read from the heap; the per-room upper
+        # bound (where they left) is a cheap recheck on those rows.
+        conds = [
+            "s.vector @@ q.q",
+            "s.room_id = ANY($1::text[])",
+            "s.stream_ordering <= ($2::bigint[])[array_position($1::text[], s.room_id)]",
+        ]
 
         def arg(value: Any) -> str:
             args.append(value)
@@ -155,10 +168,7 @@ class SearchStore:
         if f.contains_url is not None:
             conds.append(f"s.contains_url = {arg(f.contains_url)}")
         sql = (
-            " FROM event_search s"
-            " JOIN unnest($1::text[], $2::bigint[]) AS v(room_id, upto)"
-            "   ON s.room_id = v.room_id AND s.stream_ordering <= v.upto"
-            " CROSS JOIN websearch_to_tsquery('english', $3) AS q(q)"
+            " FROM event_search s CROSS JOIN websearch_to_tsquery('english', $3) AS q(q)"
             " WHERE " + " AND ".join(conds)
         )
         return sql, args
@@ -182,25 +192,52 @@ class SearchStore:
         """
         if not rooms:
             return []
-        where, args = self._where(rooms, upto, term, f)
-        if order_by == "recent":
-            if after is not None:
-                args.append(after[1])
-                where += f" AND s.stream_ordering < ${len(args)}"
-            order = "s.stream_ordering DESC"
-        else:
+        async with self.db.connection() as conn:
+            if order_by == "recent":
+                return await self._recent(conn, rooms, upto, term, f, after, limit)
+            where, args = self._where(rooms, upto, term, f)
             if after is not None:
                 args += [after[0], after[1]]
                 where += f" AND (ts_rank(s.vector, q.q), s.stream_ordering) < (${len(args) - 1}::real, ${len(args)})"
-            order = "rank DESC, s.stream_ordering DESC"
-        args.append(limit)
-        sql = (
-            "SELECT s.stream_ordering, s.event_id, s.room_id, s.sender, ts_rank(s.vector, q.q) AS rank"
-            + where + f" ORDER BY {order} LIMIT ${len(args)}"
+            args.append(limit)
+            rows = await conn.fetch(
+                "SELECT s.stream_ordering, s.event_id, s.room_id, s.sender, ts_rank(s.vector, q.q) AS rank"
+                + where + f" ORDER BY rank DESC, s.stream_ordering DESC LIMIT ${len(args)}",
+                *args,
+            )
+        return [_hit(r) for r in rows]
+
+    async def _recent(
+        self,
+        conn: asyncpg.Connection,
+        rooms: Sequence[str],
+        upto: Sequence[int],
+        term: str,
+        f: HitFilter,
+        after: tuple[float, int] | None,
+        limit: int,
+    ) -> list[SearchHit]:
+        # Newest first, in windows of stream positions that grow 4x each time: a common word
+        # fills the page from the newest window and never reads older rows; a rare word
+        # costs a few cheap GIN lookups more.
+        below = after[1] if after is not None else await conn.fetchval(
+            "SELECT COALESCE(MAX(stream_ordering), 0) + 1 FROM event_search"
         )
-        async with self.db.connection() as conn:
-            rows = await conn.fetch(sql, *args)
-        return [SearchHit(r["stream_ordering"], r["event_id"], r["room_id"], r["sender"], r["rank"]) for r in rows]
+        span = RECENT_FIRST_WINDOW
+        out: list[SearchHit] = []
+        while below > 0 and len(out) < limit:
+            floor = max(0, below - span)
+            where, args = self._where(rooms, upto, term, f)
+            args += [below, floor, limit - len(out)]
+            rows = await conn.fetch(
+                "SELECT s.stream_ordering, s.event_id, s.room_id, s.sender, ts_rank(s.vector, q.q) AS rank"
+                + where + f" AND s.stream_ordering < ${len(args) - 2} AND s.stream_ordering >= ${len(args) - 1}"
+                f" ORDER BY s.stream_ordering DESC LIMIT ${len(args)}",
+                *args,
+            )
+            out += [_hit(r) for r in rows]
+            below, span = floor, span * 4
+        return out
 
     async def count(
         self, rooms: Sequence[str], upto: Sequence[int], term: str, f: HitFilter, cap: int

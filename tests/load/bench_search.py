@@ -32,13 +32,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from homeserver.config import load_config  # noqa: E402
-from homeserver.services.auth import Requester  # noqa: E402
-from homeserver.services.events import EventSerializer, VisibilityFilter  # noqa: E402
-from homeserver.services.search import SearchService, UserDirectoryService  # noqa: E402
-from homeserver.storage.database import Database, migrate  # noqa: E402
-from homeserver.storage.events import EventStore  # noqa: E402
-from homeserver.storage.search import SearchStore  # noqa: E402
+from homeserver.config import load_config
+from homeserver.services.auth import Requester
+from homeserver.services.events import EventSerializer, VisibilityFilter
+from homeserver.services.search import SearchService, UserDirectoryService
+from homeserver.storage.database import Database, migrate
+from homeserver.storage.events import EventStore
+from homeserver.storage.search import SearchStore
 
 DB_NAME = "parley_bench_search"
 SERVER = "bench"
@@ -176,7 +176,7 @@ async def load(conn: asyncpg.Connection, args: argparse.Namespace, vocab: list[s
 
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 async def timed(fn: Any, items: list[Any]) -> tuple[list[float], list[Any]]:
