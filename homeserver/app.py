@@ -35,6 +35,7 @@ from homeserver.services.room_upgrade import RoomUpgradeService
 from homeserver.services.room_state import RoomStateService
 from homeserver.services.rooms import RoomService
 from homeserver.services.sync import SyncService
+from homeserver.services.search import SearchService, UserDirectoryService
 from homeserver.services.timeline import TimelineService
 from homeserver.services.userdata import (
     AccountDataService,
@@ -52,6 +53,7 @@ from homeserver.storage.userdata import UserDataStore
 from homeserver.storage.media import MediaRepositoryStore
 from homeserver.storage.relations import RelationStore
 from homeserver.storage.room_directory import RoomDirectoryStore
+from homeserver.storage.search import SearchStore
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,8 @@ class Services:
     relations: RelationsService
     room_directory: RoomDirectoryService
     upgrades: RoomUpgradeService
+    search: SearchService
+    user_directory: UserDirectoryService
     # Closed in reverse order on shutdown.
     closers: list[Any] = field(default_factory=list)
 
@@ -183,6 +187,7 @@ async def build_services(config: Config, db: Database) -> Services:
     media = MediaService(config, MediaRepositoryStore(db), media_blobs, limiter)
     relations = RelationsService(rooms, events, RelationStore(db), serializer, visibility)
     directory_store = RoomDirectoryStore(db)
+    search_store = SearchStore(db)
     services = Services(
         config=config,
         db=db,
@@ -211,6 +216,8 @@ async def build_services(config: Config, db: Database) -> Services:
         relations=relations,
         room_directory=RoomDirectoryService(rooms, directory_store, config.server_name),
         upgrades=RoomUpgradeService(rooms, directory_store),
+        search=SearchService(search_store, events, rooms, serializer, visibility),
+        user_directory=UserDirectoryService(config, search_store),
     )
     services.closers.append(media.close)
     return services
@@ -222,6 +229,7 @@ def create_app(services: Services) -> Quart:
     from homeserver.api.client import account
     from homeserver.api.media import content
     from homeserver.api.client import account, relations, room_directory, rooms
+    from homeserver.api.client import account, rooms, search
 
     app = Quart("homeserver")
     app.config["HS"] = services
@@ -245,6 +253,7 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(admin_media.admin.blueprint)
     app.register_blueprint(relations.client_v1.blueprint)
     app.register_blueprint(room_directory.client.blueprint)
+    app.register_blueprint(search.client.blueprint)
 
     cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
 

@@ -20,6 +20,7 @@ import asyncpg
 from homeserver.core.events import Event, StateKey
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.storage.database import Database
+from homeserver.storage.search import index_event as index_event_for_search
 
 EVENTS_STREAM_LOCK = 0x45564E54
 # A state group whose delta chain would pass this length is stored in full.
@@ -293,6 +294,8 @@ class EventStore:
                 "UPDATE events SET redacted_by = $2 WHERE event_id = $1 AND room_id = $3 AND redacted_by IS NULL",
                 event.redacts, event.event_id, room_id,
             )
+        # Message search index (and room settings for the user directory), in this transaction.
+        await index_event_for_search(conn, event, stream)
         return stream, state_group if state_group is not None else 0
 
     async def event_for_txn(self, user_id: str, device_id: str, scope: str, txn_id: str) -> str | None:
