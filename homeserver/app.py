@@ -26,6 +26,8 @@ from homeserver.infra.bus import LocalBus, StreamUpdate
 from homeserver.infra.keyring import load_or_create_signing_key
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
+from homeserver.services.e2ee import E2EEService
+from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.events import EventSerializer, VisibilityFilter
 from homeserver.services.notifier import Notifier
 from homeserver.services.room_state import RoomStateService
@@ -34,7 +36,9 @@ from homeserver.services.timeline import TimelineService
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.aliases import AliasStore
 from homeserver.storage.database import Database
+from homeserver.storage.e2ee import E2EEStore
 from homeserver.storage.events import EventStore
+from homeserver.storage.key_backup import KeyBackupStore
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,8 @@ class Services:
     timeline: TimelineService
     bus: LocalBus
     notifier: Notifier
+    e2ee: E2EEService
+    key_backup: KeyBackupService
     # Closed in reverse order on shutdown.
     closers: list[Any] = field(default_factory=list)
 
@@ -126,7 +132,12 @@ async def build_services(config: Config, db: Database) -> Services:
     rooms.listeners.append(forget_redacted)
 
     bus = LocalBus()
-    notifier = Notifier(bus, SyncToken(events=await events.max_stream_ordering()))
+    e2ee = E2EEService(db, E2EEStore(db), accounts.uia, bus, config.server_name)
+    accounts.on_devices_deleted.append(e2ee.devices_deleted)
+    to_device_pos, device_lists_pos = await e2ee.max_positions()
+    notifier = Notifier(bus, SyncToken(
+        events=await events.max_stream_ordering(), to_device=to_device_pos, device_lists=device_lists_pos
+    ))
 
     async def publish_events(new: list[Any]) -> None:
         # Positions, not payloads: each recipient's sync reads what it needs.
@@ -154,11 +165,13 @@ async def build_services(config: Config, db: Database) -> Services:
         timeline=TimelineService(rooms, events, serializer, visibility),
         bus=bus,
         notifier=notifier,
+        e2ee=e2ee,
+        key_backup=KeyBackupService(db, KeyBackupStore(db)),
     )
 
 
 def create_app(services: Services) -> Quart:
-    from homeserver.api.client import account, rooms
+    from homeserver.api.client import account, keys, rooms
 
     app = Quart("homeserver")
     app.config["HS"] = services
@@ -175,6 +188,8 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(account.client.blueprint)
     app.register_blueprint(account.client_v1.blueprint)
     app.register_blueprint(rooms.client.blueprint)
+    app.register_blueprint(keys.client.blueprint)
+    app.register_blueprint(keys.client_unstable.blueprint)
 
     cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
 
