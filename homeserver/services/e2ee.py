@@ -167,9 +167,10 @@ class E2EEService:
         async with self.db.transaction() as conn:
             if not await self.store.device_exists(conn, user_id, device_id):
                 raise errors.not_found("Unknown device")
-            if device_keys_json is not None:
-                if await self.store.set_device_keys(conn, user_id, device_id, device_keys_json, now_ms()):
-                    position = await self._device_lists_changed(conn, user_id)
+            if device_keys_json is not None and await self.store.set_device_keys(
+                conn, user_id, device_id, device_keys_json, now_ms()
+            ):
+                position = await self._device_lists_changed(conn, user_id)
             if otks:
                 existing = await self.store.existing_one_time_keys(
                     conn, user_id, device_id, [a for a, _, _ in otks], [i for _, i, _ in otks]

@@ -10,7 +10,7 @@ import httpx
 
 from homeserver.core.tokens import SyncToken
 from tests.conftest import auth_header, register
-from tests.integration.e2ee_fakes import FakeDevice, cross_signing_set
+from tests.e2ee_fakes import FakeDevice, cross_signing_set
 
 V3 = "/_matrix/client/v3"
 
@@ -164,12 +164,12 @@ async def test_concurrent_claims_hand_out_each_key_once_then_the_fallback(
 async def test_cross_signing_and_signatures(client: httpx.AsyncClient) -> None:
     alice, ah, adev = await login_user(client, "alice")
     bob, bh, bdev = await login_user(client, "bob")
-    auid, buid = alice["user_id"], bob["user_id"]
+    auid = alice["user_id"]
     adk = adev.device_keys()
     assert (await client.post(f"{V3}/keys/upload", headers=ah, json={"device_keys": adk})).status_code == 200
     assert (await client.post(f"{V3}/keys/upload", headers=bh, json={"device_keys": bdev.device_keys()})).status_code == 200
 
-    master, ssk, usk, body = cross_signing_set(auid)
+    _, ssk, _, body = cross_signing_set(auid)
     # Self-signing key not signed by the master key: refused, nothing stored.
     bad = {**body, "self_signing_key": ssk.unsigned_object()}
     r = await client.post(f"{V3}/keys/device_signing/upload", headers=ah, json=bad)
@@ -184,7 +184,7 @@ async def test_cross_signing_and_signatures(client: httpx.AsyncClient) -> None:
         r = await client.post(f"{V3}/keys/device_signing/upload", headers=ah, json=body)
         assert r.status_code == 200, r.text
     # Replacing keys does.
-    master2, _, _, body2 = cross_signing_set(auid)
+    _, _, _, body2 = cross_signing_set(auid)
     r = await client.post(f"{V3}/keys/device_signing/upload", headers=ah, json=body2)
     assert r.status_code == 401 and "session" in r.json()
     auth = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": auid},
@@ -253,7 +253,7 @@ async def test_signature_upload_round_trip(client: httpx.AsyncClient) -> None:
 async def test_device_list_changes_for_room_mates(client: httpx.AsyncClient, server: Any) -> None:
     alice, ah, _ = await login_user(client, "alice")
     bob, bh, _ = await login_user(client, "bob")
-    carol, ch, _ = await login_user(client, "carol")
+    carol, _, _ = await login_user(client, "carol")
     auid, buid, cuid = alice["user_id"], bob["user_id"], carol["user_id"]
     e2ee = server.services.e2ee
     notifier = server.services.notifier
