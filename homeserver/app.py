@@ -32,13 +32,22 @@ from homeserver.services.events import EventSerializer, VisibilityFilter
 from homeserver.services.notifier import Notifier
 from homeserver.services.room_state import RoomStateService
 from homeserver.services.rooms import RoomService
+from homeserver.services.sync import SyncService
 from homeserver.services.timeline import TimelineService
+from homeserver.services.userdata import (
+    AccountDataService,
+    FilterService,
+    PresenceService,
+    ReceiptService,
+    TypingService,
+)
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.aliases import AliasStore
 from homeserver.storage.database import Database
 from homeserver.storage.e2ee import E2EEStore
 from homeserver.storage.events import EventStore
 from homeserver.storage.key_backup import KeyBackupStore
+from homeserver.storage.userdata import UserDataStore
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +76,13 @@ class Services:
     timeline: TimelineService
     bus: LocalBus
     notifier: Notifier
+    userdata: UserDataStore
+    filters: FilterService
+    typing: TypingService
+    receipts: ReceiptService
+    account_data: AccountDataService
+    presence: PresenceService
+    sync: SyncService
     e2ee: E2EEService
     key_backup: KeyBackupService
     # Closed in reverse order on shutdown.
@@ -132,12 +148,24 @@ async def build_services(config: Config, db: Database) -> Services:
     rooms.listeners.append(forget_redacted)
 
     bus = LocalBus()
+    userdata = UserDataStore(db)
+    positions = await userdata.max_positions()
     e2ee = E2EEService(db, E2EEStore(db), accounts.uia, bus, config.server_name)
     accounts.on_devices_deleted.append(e2ee.devices_deleted)
-    to_device_pos, device_lists_pos = await e2ee.max_positions()
-    notifier = Notifier(bus, SyncToken(
-        events=await events.max_stream_ordering(), to_device=to_device_pos, device_lists=device_lists_pos
-    ))
+    positions["to_device"], positions["device_lists"] = await e2ee.max_positions()
+    notifier = Notifier(bus, SyncToken(events=await events.max_stream_ordering(), **positions))
+    filters = FilterService(userdata)
+    typing = TypingService(bus, events, rooms)
+    account_data = AccountDataService(userdata, bus, rooms)
+    receipts = ReceiptService(userdata, events, rooms, bus, account_data)
+    presence = PresenceService(userdata, bus, bool(config.get("presence.enabled", True)))
+    sync = SyncService(
+        events=events, serializer=serializer, visibility=visibility, notifier=notifier, filters=filters,
+        typing=typing, receipts=receipts, account_data=account_data, presence=presence, userdata=userdata,
+        accounts=account_store, max_timeout_ms=int(config.get("http.max_sync_timeout_ms", 600_000)),
+    )
+    # to-device, device lists and key counts in /sync (E2EEService.add_to_sync)
+    sync.extensions.append(e2ee)
 
     async def publish_events(new: list[Any]) -> None:
         # Positions, not payloads: each recipient's sync reads what it needs.
@@ -165,13 +193,20 @@ async def build_services(config: Config, db: Database) -> Services:
         timeline=TimelineService(rooms, events, serializer, visibility),
         bus=bus,
         notifier=notifier,
+        userdata=userdata,
+        filters=filters,
+        typing=typing,
+        receipts=receipts,
+        account_data=account_data,
+        presence=presence,
+        sync=sync,
         e2ee=e2ee,
         key_backup=KeyBackupService(db, KeyBackupStore(db)),
     )
 
 
 def create_app(services: Services) -> Quart:
-    from homeserver.api.client import account, keys, rooms
+    from homeserver.api.client import account, keys, rooms, sync
 
     app = Quart("homeserver")
     app.config["HS"] = services
@@ -188,6 +223,7 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(account.client.blueprint)
     app.register_blueprint(account.client_v1.blueprint)
     app.register_blueprint(rooms.client.blueprint)
+    app.register_blueprint(sync.client.blueprint)
     app.register_blueprint(keys.client.blueprint)
     app.register_blueprint(keys.client_unstable.blueprint)
 
@@ -254,8 +290,13 @@ def create_app(services: Services) -> Quart:
     async def metrics() -> Any:
         return Response(services.metrics.render(), content_type="text/plain; version=0.0.4")
 
+    @app.before_serving
+    async def start_background() -> None:
+        services.presence.start()
+
     @app.after_serving
     async def shutdown() -> None:
+        await services.presence.stop()
         await services.close()
 
     return app

@@ -124,6 +124,28 @@ class E2EEService:
     async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         return await self.store.unused_fallback_key_types(user_id, device_id)
 
+    async def add_to_sync(
+        self, requester: Requester, since: SyncToken | None, now: SyncToken, next_token: SyncToken,
+        response: dict[str, Any],
+    ) -> SyncToken:
+        """The SyncService extension hook: add to_device, device_lists and the key counts.
+
+        The to_device position of the next token is that of the last message
+        handed out, so a sync repeated with the same token gets the same messages
+        and one with the next token acknowledges (deletes) them.
+        """
+        user_id, device_id = requester.user_id, requester.device_id
+        messages, position = await self.to_device_for_sync(user_id, device_id, since.to_device if since else 0)
+        if messages:
+            response["to_device"] = {"events": messages}
+        if since is not None:
+            changes = await self.device_list_changes(user_id, since, now)
+            if changes["changed"] or changes["left"]:
+                response["device_lists"] = changes
+        response["device_one_time_keys_count"] = await self.one_time_key_counts(user_id, device_id)
+        response["device_unused_fallback_key_types"] = await self.unused_fallback_key_types(user_id, device_id)
+        return next_token.with_stream("to_device", position)
+
     async def _device_lists_changed(self, conn: Any, user_id: str) -> int:
         return await self.store.add_device_list_change(conn, user_id)
 

@@ -429,6 +429,103 @@ class EventStore:
             )
         return [_row_to_stored(r) for r in reversed(rows)]
 
+    # -- sync ----------------------------------------------------------------------
+    async def user_memberships_at(self, user_id: str, upto: int) -> list[asyncpg.Record]:
+        """The user's latest membership event per room at or before `upto` (forgotten rooms left out)."""
+        async with self.db.connection() as conn:
+            return await conn.fetch(
+                "SELECT m.room_id, m.membership, m.stream_ordering, m.event_id, m.sender FROM ("
+                "  SELECT DISTINCT ON (room_id) room_id, membership, stream_ordering, event_id, sender FROM events"
+                "  WHERE type = 'm.room.member' AND state_key = $1 AND stream_ordering <= $2 AND NOT outlier"
+                "  ORDER BY room_id, stream_ordering DESC) m"
+                " LEFT JOIN room_memberships rm ON rm.room_id = m.room_id AND rm.user_id = $1"
+                " WHERE NOT COALESCE(rm.forgotten, FALSE)",
+                user_id, upto,
+            )
+
+    async def timeline_windows(
+        self, room_ids: Sequence[str], after: int, upto: int, limit: int
+    ) -> dict[str, list[StoredEvent]]:
+        """Per room, the newest `limit` + 1 events with after < stream <= upto, oldest first."""
+        if not room_ids:
+            return {}
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT * FROM (SELECT {EVENT_COLUMNS}, e.room_id,"
+                "  row_number() OVER (PARTITION BY e.room_id ORDER BY e.stream_ordering DESC) AS rn"
+                "  FROM events e JOIN rooms r USING (room_id)"
+                "  WHERE e.room_id = ANY($1::text[]) AND e.stream_ordering > $2 AND e.stream_ordering <= $3"
+                "  AND NOT e.outlier) w WHERE rn <= $4 ORDER BY stream_ordering",
+                list(room_ids), after, upto, limit + 1,
+            )
+        out: dict[str, list[StoredEvent]] = {}
+        for r in rows:
+            out.setdefault(r["room_id"], []).append(_row_to_stored(r))
+        return out
+
+    async def state_changes_between(self, room_id: str, after: int, before: int) -> dict[StateKey, str]:
+        """The last state event per key with after < stream < before."""
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (type, state_key) type, state_key, event_id FROM events"
+                " WHERE room_id = $1 AND state_key IS NOT NULL AND stream_ordering > $2 AND stream_ordering < $3"
+                " AND NOT outlier AND rejection IS NULL ORDER BY type, state_key, stream_ordering DESC",
+                room_id, after, before,
+            )
+        return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+
+    async def state_group_at(self, room_id: str, upto: int) -> int | None:
+        """The state group after the room's last event at or before `upto`."""
+        async with self.db.connection() as conn:
+            return await conn.fetchval(
+                "SELECT state_group FROM events WHERE room_id = $1 AND stream_ordering <= $2 AND NOT outlier"
+                " ORDER BY stream_ordering DESC LIMIT 1",
+                room_id, upto,
+            )
+
+    async def member_counts(self, room_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """room -> (joined, invited)."""
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT room_id, count(*) FILTER (WHERE membership = 'join') AS j,"
+                " count(*) FILTER (WHERE membership = 'invite') AS i FROM room_memberships"
+                " WHERE room_id = ANY($1::text[]) GROUP BY room_id",
+                list(room_ids),
+            )
+        return {r["room_id"]: (r["j"], r["i"]) for r in rows}
+
+    async def heroes(self, room_id: str, user_id: str, limit: int = 5) -> list[str]:
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT user_id FROM room_memberships WHERE room_id = $1 AND user_id <> $2"
+                " AND membership IN ('join', 'invite') ORDER BY stream_ordering LIMIT $3",
+                room_id, user_id, limit,
+            )
+            if not rows:
+                rows = await conn.fetch(
+                    "SELECT user_id FROM room_memberships WHERE room_id = $1 AND user_id <> $2"
+                    " ORDER BY stream_ordering LIMIT $3",
+                    room_id, user_id, limit,
+                )
+        return [r["user_id"] for r in rows]
+
+    async def unread_candidates(
+        self, user_id: str, after: dict[str, int], upto: int, cap: int = 500
+    ) -> list[asyncpg.Record]:
+        """Messages by others after each room's read position (at most `cap` per room)."""
+        if not after:
+            return []
+        async with self.db.connection() as conn:
+            return await conn.fetch(
+                "SELECT room_id, json FROM ("
+                "  SELECT e.room_id, e.json, row_number() OVER (PARTITION BY e.room_id ORDER BY e.stream_ordering DESC) rn"
+                "  FROM events e JOIN unnest($2::text[], $3::bigint[]) AS a(room_id, pos) ON e.room_id = a.room_id"
+                "  WHERE e.stream_ordering > a.pos AND e.stream_ordering <= $4 AND e.sender <> $1"
+                "  AND e.type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND e.redacted_by IS NULL"
+                "  AND NOT e.outlier) x WHERE rn <= $5",
+                user_id, list(after), list(after.values()), upto, cap,
+            )
+
     async def relations_for(self, event_ids: Sequence[str]) -> list[asyncpg.Record]:
         async with self.db.connection() as conn:
             return await conn.fetch(

@@ -1,0 +1,478 @@
+"""`/sync`: what changed for a user between two sync tokens, and waiting until something does.
+
+A sync captures the current token first (after registering its waiter, so no
+update can slip between the two), computes every section up to that token, and
+if nothing is there waits on the notifier and computes again. Every section reads
+only positions at or below the captured token, so the next sync from
+`next_batch` neither repeats nor skips anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from homeserver import errors
+from homeserver.core.sync_filter import SyncFilter, apply_event_fields
+from homeserver.core.tokens import RoomPosition, SyncToken, TokenError
+from homeserver.services.auth import Requester
+from homeserver.services.events import EventSerializer, VisibilityFilter
+from homeserver.services.notifier import Notifier
+from homeserver.services.userdata import (
+    AccountDataService,
+    FilterService,
+    PresenceService,
+    ReceiptService,
+    TypingService,
+)
+from homeserver.storage.accounts import AccountStore
+from homeserver.storage.events import EventStore, StoredEvent
+from homeserver.storage.userdata import UserDataStore
+
+log = logging.getLogger(__name__)
+
+STRIPPED_STATE_TYPES = (
+    ("m.room.create", ""),
+    ("m.room.join_rules", ""),
+    ("m.room.name", ""),
+    ("m.room.avatar", ""),
+    ("m.room.canonical_alias", ""),
+    ("m.room.encryption", ""),
+    ("m.room.topic", ""),
+)
+
+
+class SyncService:
+    def __init__(
+        self,
+        *,
+        events: EventStore,
+        serializer: EventSerializer,
+        visibility: VisibilityFilter,
+        notifier: Notifier,
+        filters: FilterService,
+        typing: TypingService,
+        receipts: ReceiptService,
+        account_data: AccountDataService,
+        presence: PresenceService,
+        userdata: UserDataStore,
+        accounts: AccountStore,
+        max_timeout_ms: int,
+    ) -> None:
+        self.events = events
+        self.serializer = serializer
+        self.visibility = visibility
+        self.notifier = notifier
+        self.filters = filters
+        self.typing = typing
+        self.receipts = receipts
+        self.account_data = account_data
+        self.presence = presence
+        self.userdata = userdata
+        self.accounts = accounts
+        self.max_timeout_ms = max_timeout_ms
+        # Optional providers other modules plug in (E2EE: to-device, device lists, key counts).
+        self.extensions: list[Any] = []
+
+    # -- entry point ---------------------------------------------------------------
+    async def sync(self, requester: Requester, args: dict[str, str]) -> dict[str, Any]:
+        sync_filter = await self.filters.resolve(requester.user_id, args.get("filter"))
+        since: SyncToken | None = None
+        if args.get("since"):
+            try:
+                since = SyncToken.decode(args["since"])
+            except TokenError:
+                raise errors.MatrixError(400, "M_INVALID_PARAM", "Invalid 'since' token") from None
+        try:
+            timeout_ms = int(args.get("timeout", "0"))
+        except ValueError:
+            raise errors.MatrixError(400, "M_INVALID_PARAM", "'timeout' must be an integer") from None
+        timeout_ms = max(0, min(timeout_ms, self.max_timeout_ms))
+        full_state = args.get("full_state", "false").lower() == "true"
+        set_presence = args.get("set_presence")
+        if set_presence is not None and set_presence not in ("online", "offline", "unavailable"):
+            raise errors.MatrixError(400, "M_INVALID_PARAM", "Invalid 'set_presence'")
+        use_state_after = args.get("use_state_after", "false").lower() == "true"
+        await self.presence.on_sync(requester.user_id, set_presence)
+        return await self.sync_until(
+            requester, sync_filter, since, timeout_ms, full_state=full_state, use_state_after=use_state_after
+        )
+
+    async def sync_until(
+        self,
+        requester: Requester,
+        sync_filter: SyncFilter,
+        since: SyncToken | None,
+        timeout_ms: int,
+        *,
+        full_state: bool = False,
+        use_state_after: bool = False,
+    ) -> dict[str, Any]:
+        """Compute a sync response, long-polling up to `timeout_ms` for a non-empty one."""
+        waiter = self.notifier.register(requester.user_id)
+        try:
+            deadline = time.monotonic() + timeout_ms / 1000
+            while True:
+                waiter.event.clear()
+                now = self.notifier.current_token()
+                if since is not None:
+                    # A token from the future (another worker, a restart) never rewinds us.
+                    now = now.advance(since)
+                response = await self.compute(requester, sync_filter, since, now, full_state, use_state_after)
+                remaining = deadline - time.monotonic()
+                if since is None or full_state or not _is_empty(response) or remaining <= 0:
+                    return response
+                if not await self.notifier.wait(waiter, remaining):
+                    return response
+        finally:
+            self.notifier.unregister(waiter)
+
+    # -- computing one response ------------------------------------------------------
+    async def compute(
+        self,
+        requester: Requester,
+        f: SyncFilter,
+        since: SyncToken | None,
+        now: SyncToken,
+        full_state: bool,
+        use_state_after: bool,
+    ) -> dict[str, Any]:
+        user_id = requester.user_id
+        since_events = since.events if since else 0
+        memberships = await self.events.user_memberships_at(user_id, now.events)
+        ignored = await self.account_data.ignored_users(user_id)
+
+        join_rooms: list[str] = []
+        full_rooms: set[str] = set()
+        invite: dict[str, Any] = {}
+        knock: dict[str, Any] = {}
+        leave_rooms: list[tuple[str, int]] = []
+        for m in memberships:
+            room_id = m["room_id"]
+            if not f.room.allows_room(room_id):
+                continue
+            changed = since is None or m["stream_ordering"] > since_events
+            membership = m["membership"]
+            if membership == "join":
+                join_rooms.append(room_id)
+                if since is None or full_state or changed:
+                    full_rooms.add(room_id)
+            elif membership == "invite" and changed:
+                if m["sender"] in ignored:
+                    continue
+                invite[room_id] = {"invite_state": {"events": await self._stripped_state(room_id, m["event_id"])}}
+            elif membership == "knock" and changed:
+                knock[room_id] = {"knock_state": {"events": await self._stripped_state(room_id, m["event_id"])}}
+            elif membership in ("leave", "ban"):
+                if (since is not None and changed) or (f.room.include_leave and (since is None or full_state)):
+                    leave_rooms.append((room_id, m["stream_ordering"]))
+
+        rooms: dict[str, Any] = {}
+        join = await self._joined_rooms(requester, f, since, now, join_rooms, full_rooms, ignored, use_state_after)
+        if join:
+            rooms["join"] = join
+        if invite:
+            rooms["invite"] = invite
+        if knock:
+            rooms["knock"] = knock
+        leave = await self._left_rooms(requester, f, since, leave_rooms, ignored)
+        if leave:
+            rooms["leave"] = leave
+
+        response: dict[str, Any] = {"next_batch": now.encode()}
+        if rooms:
+            response["rooms"] = rooms
+        account_data = await self._global_account_data(user_id, f, since, now)
+        if account_data:
+            response["account_data"] = {"events": account_data}
+        if self.presence.enabled:
+            presence = await self.presence.presence_events(user_id, since.presence if since else 0, now.presence)
+            presence = [p for p in presence if f.presence.matches(p["type"], p["sender"]) and p["sender"] not in ignored]
+            if f.presence.limit is not None:
+                presence = presence[: f.presence.limit]
+            if presence:
+                response["presence"] = {"events": presence}
+        next_token = now
+        for ext in self.extensions:
+            next_token = await ext.add_to_sync(requester, since, now, next_token, response)
+        response["next_batch"] = next_token.encode()
+        return response
+
+    async def _stripped_state(self, room_id: str, membership_event_id: str) -> list[dict[str, Any]]:
+        ids = await self.events.current_state_ids(room_id, STRIPPED_STATE_TYPES)
+        membership = await self.events.get_event(membership_event_id)
+        stored = await self.events.get_events(ids.values())
+        out = []
+        for s in stored.values():
+            out.append(_stripped(s))
+        if membership is not None:
+            inviter = membership.event.sender
+            inviter_ids = await self.events.current_state_ids(room_id, [("m.room.member", inviter)])
+            if inviter_ids:
+                inv = await self.events.get_events(inviter_ids.values())
+                out.extend(_stripped(s) for s in inv.values())
+            out.append(_stripped(membership))
+        return out
+
+    async def _joined_rooms(
+        self,
+        requester: Requester,
+        f: SyncFilter,
+        since: SyncToken | None,
+        now: SyncToken,
+        room_ids: list[str],
+        full_rooms: set[str],
+        ignored: set[str],
+        use_state_after: bool,
+    ) -> dict[str, Any]:
+        if not room_ids:
+            return {}
+        user_id = requester.user_id
+        limit = f.room.timeline.limit if f.room.timeline.limit is not None else 10
+        since_events = since.events if since else 0
+        incremental = [r for r in room_ids if r not in full_rooms]
+        windows = await self.events.timeline_windows(incremental, since_events, now.events, limit) if incremental else {}
+        for room_id in full_rooms:
+            latest = await self.events.latest_room_events(room_id, now.events, limit + 1)
+            windows[room_id] = latest
+
+        typing = self.typing.typing_events(room_ids, since.typing if since else 0)
+        receipts = await self.receipts.receipt_events(
+            user_id, room_ids, since.receipts if since else 0, now.receipts
+        )
+        if since is None:
+            room_data_rows = await self.userdata.room_account_data(user_id, room_ids)
+        else:
+            room_data_rows = [
+                r for r in await self.userdata.account_data_since(user_id, since.account_data, now.account_data)
+                if r["room_id"]
+            ]
+        room_data: dict[str, list[dict[str, Any]]] = {}
+        for r in room_data_rows:
+            if r["room_id"] in room_ids and f.room.account_data.matches(r["type"]):
+                room_data.setdefault(r["room_id"], []).append({"type": r["type"], "content": r["content"]})
+
+        counts = await self.events.member_counts(room_ids)
+        out: dict[str, Any] = {}
+        unread_rooms: list[str] = []
+        for room_id in room_ids:
+            window = windows.get(room_id, [])
+            full = room_id in full_rooms
+            limited = len(window) > limit
+            if limited:
+                window = window[-limit:] if limit else []
+            timeline_events = [
+                s for s in window
+                if f.room.timeline.matches(s.event.type, s.event.sender, room_id, s.event.content)
+                and s.event.sender not in ignored
+            ]
+            timeline_events = await self.visibility.filter(user_id, room_id, timeline_events)
+            ephemeral = []
+            if room_id in typing and f.room.ephemeral.matches("m.typing", None, room_id):
+                ephemeral.append(typing[room_id])
+            if room_id in receipts and f.room.ephemeral.matches("m.receipt", None, room_id):
+                ephemeral.append(receipts[room_id])
+            account_data = room_data.get(room_id, [])
+            if not full and not window and not ephemeral and not account_data:
+                continue
+            state_ids = await self._state_for_room(
+                room_id, window, full, limited, since_events, now.events, f, user_id, timeline_events, use_state_after
+            )
+            state_stored = await self.events.get_events(state_ids)
+            state_list = sorted(state_stored.values(), key=lambda s: s.stream_ordering)
+            state_list = [s for s in state_list if f.room.state.matches(s.event.type, s.event.sender, room_id)]
+            first = window[0] if window else None
+            room: dict[str, Any] = {
+                "timeline": {
+                    "events": await self._serialize(requester, timeline_events, f),
+                    "limited": limited,
+                },
+                "ephemeral": {"events": ephemeral},
+                "account_data": {"events": account_data},
+            }
+            if first is not None:
+                room["timeline"]["prev_batch"] = RoomPosition(
+                    stream=first.stream_ordering, topological=first.topological_ordering
+                ).encode()
+            else:
+                room["timeline"]["prev_batch"] = RoomPosition(stream=now.events).encode() if since is None else (
+                    RoomPosition(stream=since_events).encode()
+                )
+            state_key = "state_after" if use_state_after else "state"
+            room[state_key] = {"events": await self._serialize(requester, state_list, f)}
+            if full or any(s.event.type == "m.room.member" for s in window):
+                joined, invited = counts.get(room_id, (0, 0))
+                room["summary"] = {
+                    "m.joined_member_count": joined,
+                    "m.invited_member_count": invited,
+                    "m.heroes": await self.events.heroes(room_id, user_id),
+                }
+            out[room_id] = room
+            unread_rooms.append(room_id)
+        await self._add_unread_counts(user_id, unread_rooms, now.events, out)
+        return out
+
+    async def _state_for_room(
+        self,
+        room_id: str,
+        window: list[StoredEvent],
+        full: bool,
+        limited: bool,
+        since_events: int,
+        upto: int,
+        f: SyncFilter,
+        user_id: str,
+        timeline: list[StoredEvent],
+        use_state_after: bool,
+    ) -> list[str]:
+        lazy = f.room.state.lazy_load_members
+        if use_state_after:
+            group = await self.events.state_group_at(room_id, upto)
+            ids = await self.events.state_ids_for_group(group) if group is not None else {}
+            if not full:
+                ids = {k: v for k, v in ids.items() if k in await self.events.state_changes_between(room_id, since_events, upto + 1)}
+        elif full:
+            if window:
+                group = await self.events.state_group_at(room_id, window[0].stream_ordering - 1)
+            else:
+                group = await self.events.state_group_at(room_id, upto)
+            ids = await self.events.state_ids_for_group(group) if group is not None else {}
+        elif limited and window:
+            ids = await self.events.state_changes_between(room_id, since_events, window[0].stream_ordering)
+        else:
+            ids = {}
+        if lazy:
+            wanted = {s.event.sender for s in timeline} | {user_id}
+            ids = {k: v for k, v in ids.items() if k[0] != "m.room.member" or k[1] in wanted}
+            if not full and timeline:
+                # Make sure senders' memberships are known even without a gap.
+                missing = [("m.room.member", u) for u in wanted if ("m.room.member", u) not in ids]
+                if missing:
+                    at = window[0].stream_ordering - 1
+                    group = await self.events.state_group_at(room_id, at)
+                    if group is not None:
+                        members = await self.events.state_ids_for_group(group, types=["m.room.member"])
+                        in_timeline = {s.event_id for s in timeline}
+                        for k in missing:
+                            if k in members and members[k] not in in_timeline:
+                                ids[k] = members[k]
+        timeline_ids = {s.event_id for s in window}
+        return [v for v in ids.values() if v not in timeline_ids]
+
+    async def _serialize(self, requester: Requester, stored: list[StoredEvent], f: SyncFilter) -> list[dict[str, Any]]:
+        own = [s.event_id for s in stored if s.event.sender == requester.user_id]
+        txns = await self.events.txn_ids_for_events(requester.user_id, requester.device_id, own) if own else {}
+        out = await self.serializer.serialize(stored, txn_ids=txns, include_room_id=False)
+        if f.event_fields is not None:
+            out = [apply_event_fields(e, f.event_fields) for e in out]
+        return out
+
+    async def _left_rooms(
+        self,
+        requester: Requester,
+        f: SyncFilter,
+        since: SyncToken | None,
+        rooms: list[tuple[str, int]],
+        ignored: set[str],
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        limit = f.room.timeline.limit if f.room.timeline.limit is not None else 10
+        since_events = since.events if since else 0
+        for room_id, left_at in rooms:
+            window = await self.events.timeline_windows([room_id], since_events, left_at, limit)
+            events = window.get(room_id, [])
+            limited = len(events) > limit
+            if limited:
+                events = events[-limit:]
+            visible = [
+                s for s in events
+                if f.room.timeline.matches(s.event.type, s.event.sender, room_id, s.event.content)
+                and s.event.sender not in ignored
+            ]
+            visible = await self.visibility.filter(requester.user_id, room_id, visible)
+            state_ids: dict[Any, str] = {}
+            if events:
+                group = await self.events.state_group_at(room_id, events[0].stream_ordering - 1)
+                if group is not None and (since is None or limited):
+                    state_ids = await self.events.state_ids_for_group(group)
+            state_stored = await self.events.get_events(
+                [v for v in state_ids.values() if v not in {s.event_id for s in events}]
+            )
+            room: dict[str, Any] = {
+                "timeline": {"events": await self._serialize(requester, visible, f), "limited": limited},
+                "state": {"events": await self._serialize(
+                    requester, sorted(state_stored.values(), key=lambda s: s.stream_ordering), f)},
+                "account_data": {"events": []},
+            }
+            if events:
+                room["timeline"]["prev_batch"] = RoomPosition(
+                    stream=events[0].stream_ordering, topological=events[0].topological_ordering
+                ).encode()
+            out[room_id] = room
+        return out
+
+    async def _global_account_data(
+        self, user_id: str, f: SyncFilter, since: SyncToken | None, now: SyncToken
+    ) -> list[dict[str, Any]]:
+        rows = await self.userdata.account_data_since(user_id, since.account_data if since else 0, now.account_data)
+        out = [
+            {"type": r["type"], "content": r["content"]}
+            for r in rows if not r["room_id"] and f.account_data.matches(r["type"])
+        ]
+        if f.account_data.limit is not None:
+            out = out[: f.account_data.limit]
+        return out
+
+    async def _add_unread_counts(self, user_id: str, room_ids: list[str], upto: int, out: dict[str, Any]) -> None:
+        if not room_ids:
+            return
+        read = await self.userdata.read_up_to(user_id, room_ids)
+        # Without a receipt, count from the user's own join.
+        after = {r: read.get(r, 0) for r in room_ids}
+        rows = await self.events.unread_candidates(user_id, after, upto)
+        profile = await self.accounts.get_profile(user_id)
+        names = {user_id.lower(), user_id[1:].split(":", 1)[0].lower()}
+        if profile is not None and profile["displayname"]:
+            names.add(profile["displayname"].lower())
+        counts = {r: [0, 0] for r in room_ids}
+        for row in rows:
+            pdu = json.loads(row["json"])
+            c = counts[row["room_id"]]
+            c[0] += 1
+            if _mentions(pdu.get("content", {}), user_id, names):
+                c[1] += 1
+        for room_id in room_ids:
+            n, h = counts[room_id]
+            out[room_id]["unread_notifications"] = {"notification_count": n, "highlight_count": h}
+            out[room_id]["unread_thread_notifications"] = {}
+
+
+def _mentions(content: Any, user_id: str, names: set[str]) -> bool:
+    if not isinstance(content, dict):
+        return False
+    mentions = content.get("m.mentions")
+    if isinstance(mentions, dict):
+        ids = mentions.get("user_ids")
+        return isinstance(ids, list) and user_id in ids
+    body = content.get("body")
+    if not isinstance(body, str):
+        return False
+    lowered = body.lower()
+    return any(n and n in lowered for n in names)
+
+
+def _stripped(s: StoredEvent) -> dict[str, Any]:
+    pdu = s.event.pdu
+    return {"type": pdu["type"], "state_key": pdu.get("state_key", ""), "content": pdu.get("content", {}),
+            "sender": pdu["sender"]}
+
+
+# Fields every response carries (E2EE key counts): they alone do not end a long-poll.
+ALWAYS_PRESENT = frozenset({"next_batch", "device_one_time_keys_count", "device_unused_fallback_key_types"})
+
+
+def _is_empty(response: dict[str, Any]) -> bool:
+    return not any(k not in ALWAYS_PRESENT and v for k, v in response.items())
+
