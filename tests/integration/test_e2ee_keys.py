@@ -304,3 +304,25 @@ async def test_device_list_changes_for_room_mates(client: httpx.AsyncClient, ser
     assert await e2ee.device_list_changes(buid, since, upto) == {"changed": [], "left": [auid]}
     assert upto.device_lists == (await e2ee.max_positions())[1]
     assert SyncToken.decode(upto.encode()) == upto
+
+
+async def test_new_device_appears_in_sync_device_lists(client: httpx.AsyncClient) -> None:
+    alice, ah, _ = await login_user(client, "alice")
+    bob, bh, _ = await login_user(client, "bob")
+    r = await client.post(f"{V3}/createRoom", headers=ah, json={"preset": "public_chat"})
+    room_id = r.json()["room_id"]
+    since = (await client.get(f"{V3}/sync", headers=ah, params={"timeout": "0"})).json()["next_batch"]
+    assert (await client.post(f"{V3}/join/{room_id}", headers=bh, json={})).status_code == 200
+    r = await client.get(f"{V3}/sync", headers=ah, params={"since": since, "timeout": "0"})
+    assert r.json()["device_lists"]["changed"] == [bob["user_id"]]
+    since = r.json()["next_batch"]
+
+    r = await client.post(f"{V3}/login", json={"type": "m.login.password", "password": "correct horse",
+                                               "identifier": {"type": "m.id.user", "user": "bob"}})
+    new = r.json()
+    dev = FakeDevice(bob["user_id"], new["device_id"])
+    r = await client.post(f"{V3}/keys/upload", headers=auth_header(new["access_token"]),
+                          json={"device_keys": dev.device_keys()})
+    assert r.status_code == 200
+    r = await client.get(f"{V3}/sync", headers=ah, params={"since": since, "timeout": "5000"})
+    assert r.json()["device_lists"] == {"changed": [bob["user_id"]], "left": []}

@@ -96,3 +96,39 @@ async def test_to_device_bad_bodies(client: httpx.AsyncClient, server: Any) -> N
     assert (await server.services.e2ee.to_device_for_sync(bob["user_id"], bob["device_id"], 0))[0] == []
     r = await client.put(f"{V3}/sendToDevice/m.test/nobody", json={"messages": {}})
     assert r.status_code == 401
+
+
+async def test_to_device_through_sync(client: httpx.AsyncClient, server: Any) -> None:
+    alice = await register(client, "alice")
+    bob = await register(client, "bob")
+    ah, bh = auth_header(alice["access_token"]), auth_header(bob["access_token"])
+    r = await client.get(f"{V3}/sync", headers=bh, params={"timeout": "0"})
+    first = r.json()
+    assert first["device_one_time_keys_count"] == {"signed_curve25519": 0}
+    assert "to_device" not in first
+    since = first["next_batch"]
+
+    for i in range(3):
+        body = {"messages": {bob["user_id"]: {bob["device_id"]: {"n": i}}}}
+        assert (await client.put(f"{V3}/sendToDevice/m.test/t{i}", headers=ah, json=body)).status_code == 200
+
+    r = await client.get(f"{V3}/sync", headers=bh, params={"since": since, "timeout": "0"})
+    got = r.json()
+    assert [e["content"]["n"] for e in got["to_device"]["events"]] == [0, 1, 2]
+    # The response was "lost": syncing again from the same token gives the same messages.
+    r = await client.get(f"{V3}/sync", headers=bh, params={"since": since, "timeout": "0"})
+    assert r.json()["to_device"] == got["to_device"]
+    # Syncing from the new token acknowledges them: nothing more.
+    r = await client.get(f"{V3}/sync", headers=bh, params={"since": got["next_batch"], "timeout": "0"})
+    assert "to_device" not in r.json()
+    # A long-poll is woken by a to-device message (the key counts alone do not end it).
+    import asyncio
+
+    poll = asyncio.create_task(client.get(f"{V3}/sync", headers=bh,
+                                          params={"since": r.json()["next_batch"], "timeout": "10000"}))
+    await asyncio.sleep(0.3)
+    assert not poll.done()
+    body = {"messages": {bob["user_id"]: {"*": {"n": 99}}}}
+    assert (await client.put(f"{V3}/sendToDevice/m.test/t99", headers=ah, json=body)).status_code == 200
+    woke = (await asyncio.wait_for(poll, 5)).json()
+    assert woke["to_device"]["events"][0]["content"] == {"n": 99}
