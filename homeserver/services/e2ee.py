@@ -100,6 +100,8 @@ class E2EEService:
             candidates: set[str] = set()
             own_rooms: set[str] = set()
             for r in rows:
+                if r["membership"] not in ("join", "leave", "ban"):
+                    continue  # invites and knocks start or end no sharing of a joined room
                 if r["state_key"] == user_id:
                     own_rooms.add(r["room_id"])
                 elif r["state_key"]:

@@ -163,7 +163,7 @@ async def test_concurrent_claims_hand_out_each_key_once_then_the_fallback(
 
 async def test_cross_signing_and_signatures(client: httpx.AsyncClient) -> None:
     alice, ah, adev = await login_user(client, "alice")
-    bob, bh, bdev = await login_user(client, "bob")
+    _, bh, bdev = await login_user(client, "bob")
     auid = alice["user_id"]
     adk = adev.device_keys()
     assert (await client.post(f"{V3}/keys/upload", headers=ah, json={"device_keys": adk})).status_code == 200
@@ -307,7 +307,7 @@ async def test_device_list_changes_for_room_mates(client: httpx.AsyncClient, ser
 
 
 async def test_new_device_appears_in_sync_device_lists(client: httpx.AsyncClient) -> None:
-    alice, ah, _ = await login_user(client, "alice")
+    _, ah, _ = await login_user(client, "alice")
     bob, bh, _ = await login_user(client, "bob")
     r = await client.post(f"{V3}/createRoom", headers=ah, json={"preset": "public_chat"})
     room_id = r.json()["room_id"]
