@@ -27,6 +27,8 @@ from homeserver.infra.bus import LocalBus, StreamUpdate
 from homeserver.infra.keyring import load_or_create_signing_key
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
+from homeserver.services.e2ee import E2EEService
+from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.events import EventSerializer, VisibilityFilter
 from homeserver.services.notifier import Notifier
 from homeserver.services.relations import RelationsService
@@ -48,7 +50,9 @@ from homeserver.services.media import MediaService
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.aliases import AliasStore
 from homeserver.storage.database import Database
+from homeserver.storage.e2ee import E2EEStore
 from homeserver.storage.events import EventStore
+from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.userdata import UserDataStore
 from homeserver.storage.media import MediaRepositoryStore
 from homeserver.storage.relations import RelationStore
@@ -95,6 +99,8 @@ class Services:
     upgrades: RoomUpgradeService
     search: SearchService
     user_directory: UserDirectoryService
+    e2ee: E2EEService
+    key_backup: KeyBackupService
     # Closed in reverse order on shutdown.
     closers: list[Any] = field(default_factory=list)
 
@@ -160,6 +166,9 @@ async def build_services(config: Config, db: Database) -> Services:
     bus = LocalBus()
     userdata = UserDataStore(db)
     positions = await userdata.max_positions()
+    e2ee = E2EEService(db, E2EEStore(db), accounts.uia, bus, config.server_name)
+    accounts.on_devices_deleted.append(e2ee.devices_deleted)
+    positions["to_device"], positions["device_lists"] = await e2ee.max_positions()
     notifier = Notifier(bus, SyncToken(events=await events.max_stream_ordering(), **positions))
     filters = FilterService(userdata)
     typing = TypingService(bus, events, rooms)
@@ -171,6 +180,8 @@ async def build_services(config: Config, db: Database) -> Services:
         typing=typing, receipts=receipts, account_data=account_data, presence=presence, userdata=userdata,
         accounts=account_store, max_timeout_ms=int(config.get("http.max_sync_timeout_ms", 600_000)),
     )
+    # to-device, device lists and key counts in /sync (E2EEService.add_to_sync)
+    sync.extensions.append(e2ee)
 
     async def publish_events(new: list[Any]) -> None:
         # Positions, not payloads: each recipient's sync reads what it needs.
@@ -218,18 +229,17 @@ async def build_services(config: Config, db: Database) -> Services:
         upgrades=RoomUpgradeService(rooms, directory_store),
         search=SearchService(search_store, events, rooms, serializer, visibility),
         user_directory=UserDirectoryService(config, search_store),
+        e2ee=e2ee,
+        key_backup=KeyBackupService(db, KeyBackupStore(db)),
     )
     services.closers.append(media.close)
     return services
 
 
 def create_app(services: Services) -> Quart:
-    from homeserver.api.client import account, rooms, sync
     from homeserver.api.admin import media as admin_media
-    from homeserver.api.client import account
+    from homeserver.api.client import account, keys, relations, room_directory, rooms, search, sync
     from homeserver.api.media import content
-    from homeserver.api.client import account, relations, room_directory, rooms
-    from homeserver.api.client import account, rooms, search
 
     app = Quart("homeserver")
     app.config["HS"] = services
@@ -254,6 +264,8 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(relations.client_v1.blueprint)
     app.register_blueprint(room_directory.client.blueprint)
     app.register_blueprint(search.client.blueprint)
+    app.register_blueprint(keys.client.blueprint)
+    app.register_blueprint(keys.client_unstable.blueprint)
 
     cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
 

@@ -73,6 +73,8 @@ class AccountService:
         # Hooks other services register (e.g. rooms: leave every room on deactivation).
         self.on_deactivate: list[Any] = []
         self.on_profile_change: list[Any] = []
+        # Shared with AuthService, which deletes devices on logout.
+        self.on_devices_deleted: list[Any] = auth.on_devices_deleted
 
     # -- registration ------------------------------------------------------
     def registration_flows(self) -> list[list[str]]:
@@ -250,8 +252,10 @@ class AccountService:
         password_hash = await self.auth.passwords.hash(new_password)
         async with self.db.transaction() as conn:
             await self.accounts.set_password_hash(conn, requester.user_id, password_hash)
+            removed: list[str] = []
             if logout_devices:
-                await self.accounts.delete_tokens_except(conn, requester.user_id, requester.device_id)
+                removed = await self.accounts.delete_tokens_except(conn, requester.user_id, requester.device_id)
+        await self.auth.devices_deleted(requester.user_id, removed)
         await self.uia.finish(data)
 
     async def deactivate(self, requester: Requester, body: dict[str, Any], client_ip: str | None) -> None:
@@ -263,9 +267,10 @@ class AccountService:
         for hook in self.on_deactivate:
             await hook(requester.user_id)
         async with self.db.transaction() as conn:
-            await self.accounts.delete_tokens_except(conn, requester.user_id, None)
+            removed = await self.accounts.delete_tokens_except(conn, requester.user_id, None)
             await self.accounts.set_deactivated(conn, requester.user_id)
             await self.accounts.clear_profile(conn, requester.user_id)
+        await self.auth.devices_deleted(requester.user_id, removed)
         await self.uia.finish(data)
 
     # -- devices --------------------------------------------------------------
@@ -294,6 +299,7 @@ class AccountService:
         )
         async with self.db.transaction() as conn:
             await self.accounts.delete_devices(conn, requester.user_id, device_ids)
+        await self.auth.devices_deleted(requester.user_id, device_ids)
         await self.uia.finish(data)
 
     # -- profiles ---------------------------------------------------------------

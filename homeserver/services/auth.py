@@ -81,6 +81,9 @@ class AuthService:
         self.passwords = PasswordHasher(int(config.get("auth.bcrypt_rounds", 12)))
         self.access_lifetime_ms = int(config.get("auth.access_token_lifetime_ms"))
         self.refresh_lifetime_ms = int(config.get("auth.refresh_token_lifetime_ms"))
+        # async (user_id, device_ids) -> None, after devices are deleted (logout, device deletion,
+        # password change, deactivation): e.g. E2EE drops their keys and to-device inbox.
+        self.on_devices_deleted: list[Any] = []
 
     async def requester_for_token(self, token: str) -> Requester:
         token_hash = hash_token(token)
@@ -153,7 +156,15 @@ class AuthService:
     async def logout(self, requester: Requester) -> None:
         async with self.db.transaction() as conn:
             await self.accounts.delete_devices(conn, requester.user_id, [requester.device_id])
+        await self.devices_deleted(requester.user_id, [requester.device_id])
 
     async def logout_all(self, requester: Requester) -> None:
         async with self.db.transaction() as conn:
-            await self.accounts.delete_tokens_except(conn, requester.user_id, None)
+            removed = await self.accounts.delete_tokens_except(conn, requester.user_id, None)
+        await self.devices_deleted(requester.user_id, removed)
+
+    async def devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
+        """Run the on_devices_deleted hooks (after the commit that deleted the devices)."""
+        if device_ids:
+            for hook in self.on_devices_deleted:
+                await hook(user_id, device_ids)

@@ -469,8 +469,10 @@ def _stripped(s: StoredEvent) -> dict[str, Any]:
             "sender": pdu["sender"]}
 
 
+# Fields every response carries (E2EE key counts): they alone do not end a long-poll.
+ALWAYS_PRESENT = frozenset({"next_batch", "device_one_time_keys_count", "device_unused_fallback_key_types"})
+
+
 def _is_empty(response: dict[str, Any]) -> bool:
-    return len(response) == 1 or all(k == "next_batch" for k in response) or not any(
-        k != "next_batch" and v for k, v in response.items()
-    )
+    return not any(k not in ALWAYS_PRESENT and v for k, v in response.items())
 

@@ -16,6 +16,7 @@ MODULES = [
     "redaction",
     "signing",
     "event_builder",
+    "e2e_keys",
 ]
 CORE_DIR = Path(__file__).resolve().parents[2] / "homeserver" / "core"
 
