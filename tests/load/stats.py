@@ -249,7 +249,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 
 
 PHASE_HEADERS = [
-    "phase", "rate/s", "sent", "send err", "send p50", "send p99",
+    "phase", "rate/s", "sent ok", "send err", "capped", "send p50", "send p99",
     "deliv avg", "p50", "p95", "p99", "max", "delivered", "dups",
 ]
 
@@ -267,6 +267,7 @@ def phase_row(name: str, phase: dict[str, object]) -> list[object]:
         phase.get("rate"),
         send.get("ok"),
         send.get("errors"),
+        send.get("skipped_inflight_cap", 0),
         sl.get("p50_ms"),
         sl.get("p99_ms"),
         lat.get("avg_ms"),
@@ -288,7 +289,8 @@ def results_table(result: dict[str, object]) -> str:
     total = result.get("total")
     if isinstance(total, dict):
         rows.append(phase_row("total", total))
-    out.append("Latencies in ms. Delivery = send start until the event is in the recipient's sync.")
+    out.append("Latencies in ms. Delivery = send start until the event is in the recipient's sync; "
+               "'delivered' counts every scheduled message (failed, timed-out and capped sends included).")
     out.append(format_table(PHASE_HEADERS, rows))
     setup = result.get("setup")
     if isinstance(setup, dict) and setup:
