@@ -57,6 +57,7 @@ class LoadConfig:
     poisson: bool = False
     server_pids: list[int] = field(default_factory=list)
     max_run_seconds: float = 3600.0  # hard bound on one generator's life
+    settle_s: float = 10.0  # after all syncs are up: let the login/presence burst settle before sending
 
     def __post_init__(self) -> None:
         self.url = check_loopback(self.url)
@@ -477,6 +478,7 @@ async def run_load(cfg: LoadConfig, phases: list[Phase]) -> dict[str, Any]:
     async with LoadGenerator(cfg) as gen:
         await gen.setup()
         await gen.start_syncs()
+        await asyncio.sleep(cfg.settle_s)
         sampler = TreeSampler(cfg.server_pids).start() if cfg.server_pids else None
         reports = await gen.run_phases(phases)
         procs = sampler.stop() if sampler else None
@@ -496,11 +498,17 @@ async def run_load(cfg: LoadConfig, phases: list[Phase]) -> dict[str, Any]:
 
 
 async def run_ramp(cfg: LoadConfig, start: float, step: float, max_rate: float, step_s: float,
-                   min_steps: int = 0) -> dict[str, Any]:
-    """Raise the rate step by step until p99 > 500 ms or delivery < 99.9%; report the highest that held."""
+                   past_failure: int = 0) -> dict[str, Any]:
+    """Raise the rate step by step until p99 > 500 ms or delivery < 99.9%; report the highest that held.
+
+    ``past_failure`` extra steps are run after the first failing one (more points for the plots);
+    the highest rate that held is the last one before the first failure either way.
+    """
     async with LoadGenerator(cfg) as gen:
         await gen.setup()
         await gen.start_syncs()
+        await asyncio.sleep(cfg.settle_s)
+        failed_at: float | None = None
         sampler = TreeSampler(cfg.server_pids).start() if cfg.server_pids else None
         steps: list[dict[str, Any]] = []
         best = None
@@ -511,10 +519,12 @@ async def run_ramp(cfg: LoadConfig, start: float, step: float, max_rate: float, 
             steps.append(rep)
             print(f"ramp {rate:g}/s: p99={rep['delivery']['latency']['p99_ms']} ms "
                   f"delivered={rep['delivery']['delivery_rate']} holds={rep['holds']}", file=sys.stderr)
-            if not rep["holds"] and len(steps) >= min_steps:
-                break
-            if rep["holds"]:
+            if rep["holds"] and failed_at is None:
                 best = rate
+            if not rep["holds"] and failed_at is None:
+                failed_at = rate
+            if failed_at is not None and rate >= failed_at + past_failure * step - 1e-9:
+                break
             rate += step
         procs = sampler.stop() if sampler else None
         sync_counters = await gen.stop_syncs()
@@ -617,6 +627,9 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--poisson", action="store_true", help="exponential gaps instead of uniform")
     ap.add_argument("--drain-timeout", type=float, default=15.0)
     ap.add_argument("--max-seconds", type=float, default=3600.0, help="hard bound on the whole run")
+    ap.add_argument("--settle", type=float, default=10.0, help="seconds between syncs up and first send")
+    ap.add_argument("--ramp-past-failure", type=int, default=0,
+                    help="ramp: extra steps after the first failing one (for plots)")
 
 
 def config_from_args(url: str, a: argparse.Namespace, server_pids: list[int] | None = None) -> LoadConfig:
@@ -624,7 +637,7 @@ def config_from_args(url: str, a: argparse.Namespace, server_pids: list[int] | N
     return LoadConfig(url=url, topology=topo, register=a.register, shared_secret=a.shared_secret,
                       seed=a.seed, setup_concurrency=a.setup_concurrency, workers=a.workers,
                       sync_mode=a.sync, poisson=a.poisson, drain_timeout=a.drain_timeout,
-                      server_pids=server_pids or [], max_run_seconds=a.max_seconds)
+                      server_pids=server_pids or [], max_run_seconds=a.max_seconds, settle_s=a.settle)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -642,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(a.url, a, a.server_pid)
     if a.ramp:
         s, st, mx, d = (float(x) for x in a.ramp.split(":"))
-        res = asyncio.run(run_ramp(cfg, s, st, mx, d))
+        res = asyncio.run(run_ramp(cfg, s, st, mx, d, a.ramp_past_failure))
     else:
         res = asyncio.run(run_load(cfg, a.phase or [Phase(50, 60, "50/s"), Phase(100, 30, "100/s")]))
     if a.out:

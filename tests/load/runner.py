@@ -125,7 +125,7 @@ async def run_one(srv: servers.RunningServer, scenario: str, a: argparse.Namespa
         return res
     if scenario == "ramp":
         s, st, mx, d = (float(x) for x in a.ramp.split(":"))
-        return await run_ramp(cfg, s, st, mx, d)
+        return await run_ramp(cfg, s, st, mx, d, a.ramp_past_failure)
     if scenario == "initial-sync":
         return await run_initial_sync(cfg, a.is_rooms, a.is_members, a.is_messages, repeats=a.is_repeats)
     raise ValueError(scenario)

@@ -44,6 +44,7 @@ def test_load_smoke(parley: RunningServer) -> None:
         drain_timeout=10,
         server_pids=parley.pids,
         max_run_seconds=240,
+        settle_s=2,
     )
     res = asyncio.run(run_load(cfg, [Phase(5, 10, "5/s")]))
     phase = res["phases"][0]
