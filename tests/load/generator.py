@@ -459,6 +459,7 @@ class LoadGenerator:
         ok = sum(p["send"]["ok"] for p in phases)
         return {"label": "total", "rate": None,
                 "send": {"ok": ok, "errors": sum(p["send"]["errors"] for p in phases),
+                         "skipped_inflight_cap": sum(p["send"].get("skipped_inflight_cap", 0) for p in phases),
                          "latency": {}},
                 "delivery": dl}
 
