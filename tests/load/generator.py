@@ -381,8 +381,10 @@ class LoadGenerator:
         inflight: set[asyncio.Task[Any]] = set()
         room_members = [frozenset(self.users[m].user_id for m in p.members) for p in self.rooms_plan]
 
+        base_seq = self._send_seq  # ids are fixed now: _send_seq moves on before late sends finish
+
         def msg_id(k: int) -> str:
-            return f"{self.run_id}-{self._send_seq + k}"
+            return f"{self.run_id}-{base_seq + k}"
 
         async def send_one(k: int, phase_idx: int) -> None:
             room_i, sender_i = picks[k]
