@@ -27,8 +27,15 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .client import (DEFAULT_SYNC_FILTER, SYNC_TRANSPORTS, MatrixClient, User, bounded_gather,
-                     check_loopback, new_session)
+from .client import (
+    DEFAULT_SYNC_FILTER,
+    SYNC_TRANSPORTS,
+    MatrixClient,
+    User,
+    bounded_gather,
+    check_loopback,
+    new_session,
+)
 from .plan import RoomPlan, Topology, pick_senders, plan_rooms
 from .procstats import TreeSampler
 from .stats import DeliveryLedger, Phase, build_schedule, holds, results_table, summarize
@@ -167,7 +174,7 @@ def _worker_main(wid: int, url: str, users: list[tuple[str, str, str]], run: str
 
     try:
         asyncio.run(main())
-    except BaseException as e:  # report, never hang the coordinator
+    except BaseException as e:  # noqa: BLE001 - report, never hang the coordinator
         out_q.put(("error", wid, repr(e)))
 
 
@@ -198,12 +205,12 @@ class LoadGenerator:
         self._send_seq = 0
         self._started = time.monotonic()
 
-    async def __aenter__(self) -> "LoadGenerator":
+    async def __aenter__(self) -> LoadGenerator:  # noqa: PYI034
         self._session = new_session(max(64, self.cfg.setup_concurrency * 2, 256))
         self._client = MatrixClient(self.cfg.url, self._session)
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop_syncs()
         if self._session:
             await self._session.close()

@@ -13,9 +13,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from .stats import TARGET_P95_MS, TARGET_P99_MS  # noqa: E402
+from .stats import TARGET_P95_MS, TARGET_P99_MS
 
 
 def points(res: dict[str, Any]) -> list[tuple[float, dict[str, Any]]]:

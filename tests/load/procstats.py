@@ -126,7 +126,7 @@ class TreeSampler:
             p.hwm_kb = max(p.hwm_kb, mem.get("VmHWM", 0), mem.get("VmRSS", 0))
         self.peak_rss_sum_kb = max(self.peak_rss_sum_kb, rss_sum)
 
-    def start(self) -> "TreeSampler":
+    def start(self) -> TreeSampler:
         self._t0 = time.monotonic()
         self.sample(first=True)
         self._thread = threading.Thread(target=self._run, name="proc-sampler", daemon=True)

@@ -30,9 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from . import servers
-from .generator import (add_common_args, config_from_args, initial_sync_table, run_initial_sync, run_load,
-                        run_ramp)
-from .stats import Phase, format_table, results_table
+from .generator import (
+    add_common_args,
+    config_from_args,
+    initial_sync_table,
+    run_initial_sync,
+    run_load,
+    run_ramp,
+)
+from .stats import results_table
 
 SCENARIOS = ("seed", "ramp", "initial-sync")
 
@@ -65,8 +71,8 @@ def machine_info() -> dict[str, Any]:
         import pgserver  # noqa: F401
         from pgserver._commands import POSTGRES_BIN_PATH
         pg = subprocess.run([str(POSTGRES_BIN_PATH / "postgres"), "--version"], capture_output=True,
-                            text=True).stdout.strip()
-    except Exception:  # noqa: BLE001 - informational only
+                            text=True, check=False).stdout.strip()
+    except Exception:  # noqa: BLE001, S110 - informational only
         pass
     return {"nproc": os.cpu_count(), "mem_gb": round(mem_kb / 1024 / 1024, 1), "cpu": cpu,
             "kernel": platform.release(), "python": platform.python_version(), "postgres": pg,

@@ -71,7 +71,7 @@ class Postgres:
     data_dir: Path
     server: Any = None
 
-    def start(self) -> "Postgres":
+    def start(self) -> Postgres:
         import pgserver  # embedded PostgreSQL; a project dependency
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,7 @@ def ensure_synapse_venv(cache: Path = DEFAULT_CACHE, python: str | None = None) 
     venv = cache / "synapse-venv"
     py = venv / "bin" / "python"
     if py.exists():
-        probe = subprocess.run([str(py), "-c", "import synapse, psycopg2"], capture_output=True)
+        probe = subprocess.run([str(py), "-c", "import synapse, psycopg2"], capture_output=True, check=False)
         if probe.returncode == 0:
             return py
     cache.mkdir(parents=True, exist_ok=True)
@@ -245,7 +245,7 @@ def start_synapse(work: Path, *, port: int | None = None, bcrypt_rounds: int = 1
             "    formatter: f\nroot:\n  level: WARNING\n  handlers: [file]\ndisable_existing_loggers: false\n")
         subprocess.run([str(py), "-m", "synapse.app.homeserver", "-c", str(data / "homeserver.yaml"),
                         "--generate-keys"], check=True, capture_output=True, cwd=data)
-        log = open(data / "stdout.log", "wb")
+        log = open(data / "stdout.log", "wb")  # noqa: SIM115 - owned by the child for its life
         proc = subprocess.Popen([str(py), "-m", "synapse.app.homeserver", "-c", str(data / "homeserver.yaml")],
                                 stdout=log, stderr=subprocess.STDOUT, cwd=data)
         url = f"http://127.0.0.1:{port}"
@@ -255,7 +255,7 @@ def start_synapse(work: Path, *, port: int | None = None, bcrypt_rounds: int = 1
             stop_process(proc)
             raise
         version = subprocess.run([str(py), "-c", "import synapse; print(synapse.__version__)"],
-                                 capture_output=True, text=True).stdout.strip()
+                                 capture_output=True, text=True, check=False).stdout.strip()
         return RunningServer("synapse", url, proc, pg, register="dummy", shared_secret=secret,
                              version=version, log_path=data / "stdout.log")
     except Exception:
@@ -286,7 +286,7 @@ def start_parley(work: Path, *, port: int | None = None, own_postgres: bool = Tr
         port = port or free_port()
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        log = open(data / "stdout.log", "wb")
+        log = open(data / "stdout.log", "wb")  # noqa: SIM115 - owned by the child for its life
         proc = subprocess.Popen(parley_command(data, port, db_url, extra_set or []), stdout=log,
                                 stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
         url = f"http://127.0.0.1:{port}"
@@ -303,7 +303,7 @@ def start_parley(work: Path, *, port: int | None = None, own_postgres: bool = Tr
                 except (OSError, ValueError, IndexError):
                     pass
         rev = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True).stdout.strip()
+                             capture_output=True, text=True, check=False).stdout.strip()
         return RunningServer("parley", url, proc, pg, register="dummy", version=rev or "?",
                              log_path=data / "stdout.log", extra_pids=extra)
     except Exception:

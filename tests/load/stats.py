@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 #: Targets from issue 9 (milliseconds / fraction).
 TARGET_AVG_MS = 100.0
@@ -55,7 +55,7 @@ def build_schedule(phases: Sequence[Phase], *, poisson: bool = False, seed: int 
                 out.append((t, idx))
                 t += rng.expovariate(ph.rate)
         else:
-            n = int(round(ph.rate * ph.duration))
+            n = round(ph.rate * ph.duration)
             gap = 1.0 / ph.rate
             out.extend((start + i * gap, idx) for i in range(n))
         start += ph.duration
@@ -75,7 +75,7 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     if n == 1:
         return float(sorted_values[0])
     rank = (p / 100.0) * (n - 1)
-    lo = int(math.floor(rank))
+    lo = math.floor(rank)
     hi = min(lo + 1, n - 1)
     frac = rank - lo
     return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac)

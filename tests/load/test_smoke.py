@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -19,10 +19,10 @@ except ImportError:
     pytest.skip("load smoke test waits for rooms+sync: homeserver.services.sync cannot be imported yet",
                 allow_module_level=True)
 
-from tests.load.generator import LoadConfig, run_load  # noqa: E402
-from tests.load.plan import Topology  # noqa: E402
-from tests.load.servers import RunningServer, start_parley  # noqa: E402
-from tests.load.stats import Phase  # noqa: E402
+from tests.load.generator import LoadConfig, run_load
+from tests.load.plan import Topology
+from tests.load.servers import RunningServer, start_parley
+from tests.load.stats import Phase
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,17 @@ import pytest
 from tests.load.generator import extract_arrivals, message_content, parse_phase
 from tests.load.plan import Topology, pick_senders, plan_rooms
 from tests.load.procstats import group_rows, process_kind
-from tests.load.stats import (DeliveryLedger, Phase, build_schedule, format_table, holds, percentile,
-                              results_table, summarize, verdict)
-
+from tests.load.stats import (
+    DeliveryLedger,
+    Phase,
+    build_schedule,
+    format_table,
+    holds,
+    percentile,
+    results_table,
+    summarize,
+    verdict,
+)
 
 # -- schedule ----------------------------------------------------------------------------------
 
