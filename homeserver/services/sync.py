@@ -189,7 +189,7 @@ class SyncService:
             response["account_data"] = {"events": account_data}
         if self.presence.enabled:
             presence = await self.presence.presence_events(user_id, since.presence if since else 0, now.presence)
-            presence = [p for p in presence if f.presence.matches(p["type"], p["sender"]) and p["sender"] not in ignored]
+            presence = [p for p in presence if f.presence.matches(p) and p["sender"] not in ignored]
             if f.presence.limit is not None:
                 presence = presence[: f.presence.limit]
             if presence:
@@ -251,7 +251,7 @@ class SyncService:
             ]
         room_data: dict[str, list[dict[str, Any]]] = {}
         for r in room_data_rows:
-            if r["room_id"] in room_ids and f.room.account_data.matches(r["type"]):
+            if r["room_id"] in room_ids and f.room.account_data.matches({"type": r["type"], "room_id": r["room_id"]}):
                 room_data.setdefault(r["room_id"], []).append({"type": r["type"], "content": r["content"]})
 
         counts = await self.events.member_counts(room_ids)
@@ -265,14 +265,14 @@ class SyncService:
                 window = window[-limit:] if limit else []
             timeline_events = [
                 s for s in window
-                if f.room.timeline.matches(s.event.type, s.event.sender, room_id, s.event.content)
+                if f.room.timeline.matches(s.event.pdu)
                 and s.event.sender not in ignored
             ]
             timeline_events = await self.visibility.filter(user_id, room_id, timeline_events)
             ephemeral = []
-            if room_id in typing and f.room.ephemeral.matches("m.typing", None, room_id):
+            if room_id in typing and f.room.ephemeral.matches({"type": "m.typing", "room_id": room_id}):
                 ephemeral.append(typing[room_id])
-            if room_id in receipts and f.room.ephemeral.matches("m.receipt", None, room_id):
+            if room_id in receipts and f.room.ephemeral.matches({"type": "m.receipt", "room_id": room_id}):
                 ephemeral.append(receipts[room_id])
             account_data = room_data.get(room_id, [])
             if not full and not window and not ephemeral and not account_data:
@@ -282,7 +282,7 @@ class SyncService:
             )
             state_stored = await self.events.get_events(state_ids)
             state_list = sorted(state_stored.values(), key=lambda s: s.stream_ordering)
-            state_list = [s for s in state_list if f.room.state.matches(s.event.type, s.event.sender, room_id)]
+            state_list = [s for s in state_list if f.room.state.matches(s.event.pdu)]
             first = window[0] if window else None
             room: dict[str, Any] = {
                 "timeline": {
@@ -388,7 +388,7 @@ class SyncService:
                 events = events[-limit:]
             visible = [
                 s for s in events
-                if f.room.timeline.matches(s.event.type, s.event.sender, room_id, s.event.content)
+                if f.room.timeline.matches(s.event.pdu)
                 and s.event.sender not in ignored
             ]
             visible = await self.visibility.filter(requester.user_id, room_id, visible)
@@ -419,7 +419,7 @@ class SyncService:
         rows = await self.userdata.account_data_since(user_id, since.account_data if since else 0, now.account_data)
         out = [
             {"type": r["type"], "content": r["content"]}
-            for r in rows if not r["room_id"] and f.account_data.matches(r["type"])
+            for r in rows if not r["room_id"] and f.account_data.matches({"type": r["type"]})
         ]
         if f.account_data.limit is not None:
             out = out[: f.account_data.limit]
