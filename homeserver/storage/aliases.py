@@ -1,4 +1,4 @@
-"""Room aliases and the published room directory."""
+"""Room aliases."""
 
 from __future__ import annotations
 
@@ -33,12 +33,3 @@ class AliasStore:
         async with self.db.connection() as conn:
             rows = await conn.fetch("SELECT room_alias FROM room_aliases WHERE room_id = $1 ORDER BY room_alias", room_id)
         return [r["room_alias"] for r in rows]
-
-    async def set_public(self, room_id: str, public: bool) -> bool:
-        async with self.db.connection() as conn:
-            status = await conn.execute("UPDATE rooms SET is_public = $2 WHERE room_id = $1", room_id, public)
-        return status != "UPDATE 0"
-
-    async def is_public(self, room_id: str) -> bool | None:
-        async with self.db.connection() as conn:
-            return await conn.fetchval("SELECT is_public FROM rooms WHERE room_id = $1", room_id)
