@@ -183,11 +183,20 @@ async def build_services(config: Config, db: Database) -> Services:
     # to-device, device lists and key counts in /sync (E2EEService.add_to_sync)
     sync.extensions.append(e2ee)
 
+    # Who hears of a room's events; refreshed when a membership event lands.
+    audience: dict[str, frozenset[str]] = {}
+
     async def publish_events(new: list[Any]) -> None:
         # Positions, not payloads: each recipient's sync reads what it needs.
         for n in new:
-            users = set(await events.joined_and_invited_users(n.event.room_id))
-            if n.event.type == "m.room.member" and n.event.state_key:
+            room_id = n.event.room_id
+            is_member_event = n.event.type == "m.room.member"
+            if is_member_event or room_id not in audience:
+                if len(audience) > 100_000:
+                    audience.clear()
+                audience[room_id] = frozenset(await events.joined_and_invited_users(room_id))
+            users = set(audience[room_id])
+            if is_member_event and n.event.state_key:
                 users.add(n.event.state_key)
             await bus.publish(StreamUpdate("events", n.stream_ordering, frozenset(users), frozenset([n.event.room_id])))
 

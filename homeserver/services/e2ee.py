@@ -140,7 +140,7 @@ class E2EEService:
         messages, position = await self.to_device_for_sync(user_id, device_id, since.to_device if since else 0)
         if messages:
             response["to_device"] = {"events": messages}
-        if since is not None:
+        if since is not None and (now.device_lists > since.device_lists or now.events > since.events):
             changes = await self.device_list_changes(user_id, since, now)
             if changes["changed"] or changes["left"]:
                 response["device_lists"] = changes

@@ -187,7 +187,8 @@ class SyncService:
         account_data = await self._global_account_data(user_id, f, since, now)
         if account_data:
             response["account_data"] = {"events": account_data}
-        if self.presence.enabled:
+        # Streams that did not move since the token cost no query.
+        if self.presence.enabled and (since is None or now.presence > since.presence):
             presence = await self.presence.presence_events(user_id, since.presence if since else 0, now.presence)
             presence = [p for p in presence if f.presence.matches(p) and p["sender"] not in ignored]
             if f.presence.limit is not None:
@@ -239,11 +240,15 @@ class SyncService:
             windows[room_id] = latest
 
         typing = self.typing.typing_events(room_ids, since.typing if since else 0)
-        receipts = await self.receipts.receipt_events(
-            user_id, room_ids, since.receipts if since else 0, now.receipts
-        )
+        receipts: dict[str, dict[str, Any]] = {}
+        if since is None or now.receipts > since.receipts:
+            receipts = await self.receipts.receipt_events(
+                user_id, room_ids, since.receipts if since else 0, now.receipts
+            )
         if since is None:
             room_data_rows = await self.userdata.room_account_data(user_id, room_ids)
+        elif now.account_data <= since.account_data:
+            room_data_rows = []
         else:
             room_data_rows = [
                 r for r in await self.userdata.account_data_since(user_id, since.account_data, now.account_data)
@@ -416,6 +421,8 @@ class SyncService:
     async def _global_account_data(
         self, user_id: str, f: SyncFilter, since: SyncToken | None, now: SyncToken
     ) -> list[dict[str, Any]]:
+        if since is not None and now.account_data <= since.account_data:
+            return []
         rows = await self.userdata.account_data_since(user_id, since.account_data if since else 0, now.account_data)
         out = [
             {"type": r["type"], "content": r["content"]}
