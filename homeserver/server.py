@@ -109,7 +109,12 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
             if ready is not None:
                 ready.set()
 
-        await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        async def shutdown_trigger() -> None:
+            await stop.wait()
+            # Long-polls answer at once so in-flight requests finish quickly.
+            services.notifier.shut_down()
+
+        await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
     finally:
         await asyncio.to_thread(runtime.stop_embedded)
         log.info("stopped")

@@ -30,6 +30,7 @@ class Notifier:
         self._waiters: dict[str, set[Waiter]] = defaultdict(set)
         bus.subscribe(self._on_update)
         self.bus = bus
+        self.closing = False
 
     def current_token(self) -> SyncToken:
         return SyncToken(**self._positions)
@@ -66,6 +67,13 @@ class Notifier:
             return True
         except asyncio.TimeoutError:
             return False
+
+    def shut_down(self) -> None:
+        """Answer every waiting request now: the server is stopping."""
+        self.closing = True
+        for waiters in self._waiters.values():
+            for w in waiters:
+                w.event.set()
 
     def waiter_count(self) -> int:
         return sum(len(v) for v in self._waiters.values())

@@ -122,7 +122,7 @@ class SyncService:
                     now = now.advance(since)
                 response = await self.compute(requester, sync_filter, since, now, full_state, use_state_after)
                 remaining = deadline - time.monotonic()
-                if since is None or full_state or not _is_empty(response) or remaining <= 0:
+                if since is None or full_state or not _is_empty(response) or remaining <= 0 or self.notifier.closing:
                     return response
                 if not await self.notifier.wait(waiter, remaining):
                     return response

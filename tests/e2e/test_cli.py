@@ -144,3 +144,29 @@ def test_registration_open_only_on_loopback(value: str, expected: bool) -> None:
     from homeserver.config import load_config
 
     assert load_config(None, extra={"listen": [value]}, environ={}).registration_open is expected
+
+
+def test_sigterm_answers_waiting_long_polls_and_exits(tmp_path: Path) -> None:
+    import threading
+
+    port = free_port()
+    p = Process(tmp_path / "hs", port)
+    p.wait_ready()
+    result: dict[str, int] = {}
+    with httpx.Client(base_url=p.url, timeout=60) as c:
+        r = c.post(f"{V3}/register", json={"username": "w", "password": "pw", "auth": {"type": "m.login.dummy"}})
+        h = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        since = c.get(f"{V3}/sync", headers=h).json()["next_batch"]
+
+        def long_poll() -> None:
+            result["status"] = c.get(f"{V3}/sync", headers=h, params={"since": since, "timeout": 50_000}).status_code
+
+        t = threading.Thread(target=long_poll)
+        t.start()
+        time.sleep(1.0)
+        started = time.monotonic()
+        out = p.stop()
+        t.join(30)
+    assert p.proc.returncode == 0, out
+    assert result.get("status") == 200  # the in-flight request was answered, not cut
+    assert time.monotonic() - started < 15
