@@ -1,23 +1,12 @@
-"""CI smoke test of the load tool against our homeserver: 20 users, 10 seconds of sends.
-
-DISABLED UNTIL ROOMS + SYNC LAND: the whole module skips while ``homeserver.services.sync`` cannot be
-imported.  Once that module exists the test runs by itself; no other switch is needed.
-"""
+"""CI smoke test of the load tool against our homeserver: 20 users, 10 seconds of sends."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-try:
-    importlib.import_module("homeserver.services.sync")
-except ImportError:
-    pytest.skip("load smoke test waits for rooms+sync: homeserver.services.sync cannot be imported yet",
-                allow_module_level=True)
 
 from tests.load.generator import LoadConfig, run_load
 from tests.load.plan import Topology
