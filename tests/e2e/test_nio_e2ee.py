@@ -12,12 +12,11 @@ from typing import Any
 
 import asyncpg
 import nio
-import pytest
-
-from tests.conftest import register
 
 # The test extra installs matrix-nio with its e2e extra: without it this must fail, not skip.
-import nio.crypto  # noqa: E402
+import nio.crypto
+
+from tests.conftest import register
 
 assert nio.crypto.ENCRYPTION_ENABLED, "matrix-nio was installed without the e2e extra"
 
