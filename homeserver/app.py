@@ -19,25 +19,26 @@ from werkzeug.exceptions import HTTPException
 
 from homeserver import errors
 from homeserver.config import Config
-from homeserver.infra.media_store import clean_staging, open_media_store
-from homeserver.infra.ratelimit import LocalRateLimiter, NoRateLimiter, RateLimiter
-from homeserver.logs import request_id_var
 from homeserver.core.tokens import SyncToken
 from homeserver.infra.bus import LocalBus, StreamUpdate
 from homeserver.infra.keyring import load_or_create_signing_key
+from homeserver.infra.media_store import clean_staging, open_media_store
+from homeserver.infra.ratelimit import LocalRateLimiter, NoRateLimiter, RateLimiter
+from homeserver.logs import request_id_var
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
 from homeserver.services.e2ee import E2EEService
-from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.events import EventSerializer, VisibilityFilter
+from homeserver.services.key_backup import KeyBackupService
+from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
 from homeserver.services.relations import RelationsService
 from homeserver.services.room_directory import RoomDirectoryService
-from homeserver.services.room_upgrade import RoomUpgradeService
 from homeserver.services.room_state import RoomStateService
+from homeserver.services.room_upgrade import RoomUpgradeService
 from homeserver.services.rooms import RoomService
-from homeserver.services.sync import SyncService
 from homeserver.services.search import SearchService, UserDirectoryService
+from homeserver.services.sync import SyncService
 from homeserver.services.timeline import TimelineService
 from homeserver.services.userdata import (
     AccountDataService,
@@ -46,18 +47,17 @@ from homeserver.services.userdata import (
     ReceiptService,
     TypingService,
 )
-from homeserver.services.media import MediaService
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.aliases import AliasStore
 from homeserver.storage.database import Database
 from homeserver.storage.e2ee import E2EEStore
 from homeserver.storage.events import EventStore
 from homeserver.storage.key_backup import KeyBackupStore
-from homeserver.storage.userdata import UserDataStore
 from homeserver.storage.media import MediaRepositoryStore
 from homeserver.storage.relations import RelationStore
 from homeserver.storage.room_directory import RoomDirectoryStore
 from homeserver.storage.search import SearchStore
+from homeserver.storage.userdata import UserDataStore
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Services:
     auth: AuthService
     accounts: AccountService
     media: MediaService
-    metrics: "Metrics"
+    metrics: Metrics
     events: EventStore
     aliases: AliasStore
     serializer: EventSerializer

@@ -148,7 +148,7 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     data_dir: Path | None = None,
     extra: Mapping[str, Any] | None = None,
-) -> "Config":
+) -> Config:
     tree = copy.deepcopy(DEFAULTS)
     if config_file is not None and config_file.exists():
         loaded = yaml.safe_load(config_file.read_text()) or {}

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from homeserver.core.filters import (
-    _bool,
-    _str_list,
     EventFilter,
     FilterError,
     RoomEventFilter,
+    _bool,
+    _str_list,
     parse_event_filter,
     parse_room_event_filter,
 )

@@ -32,7 +32,7 @@ class SyncToken:
         return "s" + "_".join(str(getattr(self, name)) for name in STREAMS)
 
     @classmethod
-    def decode(cls, text: str) -> "SyncToken":
+    def decode(cls, text: str) -> SyncToken:
         if not text.startswith("s"):
             raise TokenError("not a sync token")
         parts = text[1:].split("_")
@@ -47,14 +47,14 @@ class SyncToken:
         # Older/shorter tokens: missing streams start at 0.
         return cls(**dict(zip(STREAMS, values)))
 
-    def advance(self, other: "SyncToken") -> "SyncToken":
+    def advance(self, other: SyncToken) -> SyncToken:
         """The position-wise maximum."""
         return SyncToken(**{f.name: max(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)})
 
-    def with_stream(self, name: str, position: int) -> "SyncToken":
+    def with_stream(self, name: str, position: int) -> SyncToken:
         return replace(self, **{name: position})
 
-    def is_after(self, other: "SyncToken") -> bool:
+    def is_after(self, other: SyncToken) -> bool:
         """True if any stream is past `other`."""
         return any(getattr(self, n) > getattr(other, n) for n in STREAMS)
 
@@ -72,7 +72,7 @@ class RoomPosition:
         return f"t{self.topological}-{self.stream}"
 
     @classmethod
-    def decode(cls, text: str) -> "RoomPosition":
+    def decode(cls, text: str) -> RoomPosition:
         try:
             if text.startswith("t"):
                 topo, _, stream = text[1:].partition("-")

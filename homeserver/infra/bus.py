@@ -36,5 +36,5 @@ class LocalBus:
         for fn in self._subscribers:
             try:
                 fn(update)
-            except Exception:  # noqa: BLE001 - one bad subscriber must not stop the others
+            except Exception:
                 log.exception("bus subscriber failed")

@@ -16,7 +16,7 @@ from homeserver.infra.bus import LocalBus, StreamUpdate
 
 
 class Waiter:
-    __slots__ = ("user_id", "event", "woken_by")
+    __slots__ = ("event", "user_id", "woken_by")
 
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
@@ -65,7 +65,7 @@ class Notifier:
         try:
             await asyncio.wait_for(w.event.wait(), timeout_s)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     def shut_down(self) -> None:

@@ -34,7 +34,7 @@ from homeserver.services.auth import Requester
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.aliases import AliasStore
 from homeserver.storage.database import Database
-from homeserver.storage.events import EventStore, StoredEvent
+from homeserver.storage.events import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class RoomService:
         for listener in self.listeners:
             try:
                 await listener(new)
-            except Exception:  # noqa: BLE001 - a listener must never fail a committed write
+            except Exception:
                 log.exception("event listener failed")
 
     async def send_event(

@@ -86,7 +86,7 @@ class TypingService:
 
 class ReceiptService:
     def __init__(self, store: UserDataStore, events: EventStore, rooms: RoomService, bus: LocalBus,
-                 account_data: "AccountDataService") -> None:
+                 account_data: AccountDataService) -> None:
         self.store = store
         self.events = events
         self.rooms = rooms

@@ -75,7 +75,7 @@ class Database:
         self.pool = pool
 
     @classmethod
-    async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 20) -> "Database":
+    async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 20) -> Database:
         pool = await asyncpg.create_pool(
             url,
             min_size=min_size,
@@ -91,9 +91,8 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                yield conn
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
