@@ -603,12 +603,7 @@ class MediaService:
         if user_id is not None:
             ids.update(await self.store.media_ids_of_user(user_id))
         if room_id is not None:
-            in_room = await self.store.media_ids_in_room_events(room_id, self.server_name)
-            if in_room is None:
-                raise errors.MatrixError(
-                    400, "M_UNRECOGNIZED", "Rooms are not stored on this server yet: cannot quarantine by room"
-                )
-            ids.update(in_room)
+            ids.update(await self.store.media_ids_in_room_events(room_id, self.server_name))
         if not ids:
             return 0
         return await self.store.quarantine_media_ids(sorted(ids), by, now_ms(), quarantine=quarantine)

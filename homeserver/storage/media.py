@@ -184,24 +184,15 @@ class MediaRepositoryStore:
             rows = await conn.fetch("SELECT media_id FROM local_media WHERE user_id = $1", user_id)
         return [r["media_id"] for r in rows]
 
-    async def media_ids_in_room_events(self, room_id: str, server_name: str) -> list[str] | None:
-        """Local media IDs named by `mxc://` URLs in a room's events; None if there is no events table yet."""
+    async def media_ids_in_room_events(self, room_id: str, server_name: str) -> list[str]:
+        """Local media IDs named by `mxc://` URLs anywhere in a room's stored events (`events.json`)."""
         pattern = re.compile(r"mxc://" + re.escape(server_name) + r"/([A-Za-z0-9_-]+)")
-        async with self.db.connection() as conn:
-            has_events = await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM information_schema.columns"
-                " WHERE table_name = 'events' AND column_name IN ('room_id', 'json')"
-                " GROUP BY table_name HAVING count(*) = 2)"
-            )
-            if not has_events:
-                return None
-            found: set[str] = set()
-            async with conn.transaction():
-                async for row in conn.cursor(
-                    "SELECT json::text AS j FROM events WHERE room_id = $1 AND json::text LIKE '%mxc://%'",
-                    room_id,
-                ):
-                    found.update(pattern.findall(row["j"]))
+        found: set[str] = set()
+        async with self.db.connection() as conn, conn.transaction():
+            async for row in conn.cursor(
+                "SELECT json FROM events WHERE room_id = $1 AND json LIKE '%mxc://%'", room_id
+            ):
+                found.update(pattern.findall(row["json"]))
         return sorted(found)
 
     # -- thumbnails ------------------------------------------------------

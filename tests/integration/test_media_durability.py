@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 
 from tests.conftest import auth_header
 from tests.integration import media_helpers
@@ -134,6 +133,8 @@ async def test_quarantine_cli(server_factory: Any, tmp_path: Path) -> None:
         _, b1 = await upload(c, bob, b"bob one", "text/plain")
         _, b2 = await upload(c, bob, b"bob two", "text/plain")
         _, in_room = await upload(c, alice, b"in a room", "text/plain")
+        room_id = await create_room(c, alice)
+        await send_image(c, alice, room_id, f"mxc://{sn}/{in_room}", "cli1")
 
     common = ["--data-dir", str(tmp_path / "cli"), "--set", f"database.url={srv.db_url}",
               "--set", f"media.path={media_dir}"]
@@ -150,25 +151,73 @@ async def test_quarantine_cli(server_factory: Any, tmp_path: Path) -> None:
             r = await c.get(f"/_matrix/client/v1/media/download/{sn}/{mid}", headers=auth_header(alice))
             assert r.status_code == 404, mid
 
-    conn = await asyncpg.connect(srv.db_url)
-    try:
-        has_events = await conn.fetchval("SELECT to_regclass('events') IS NOT NULL")
-        if has_events:
-            pytest.skip("a real events table exists: quarantine by room is covered with real rooms")
-        # Until rooms land: a stand-in events table with the two columns the scan reads.
-        await conn.execute("CREATE TABLE events (room_id TEXT NOT NULL, json JSONB NOT NULL)")
-        await conn.execute(
-            "INSERT INTO events VALUES ('!r:localhost', $1::jsonb), ('!other:localhost', $2::jsonb)",
-            f'{{"content": {{"msgtype": "m.image", "url": "mxc://{sn}/{in_room}"}}}}',
-            '{"content": {"url": "mxc://elsewhere.org/abc"}}',
-        )
-    finally:
-        await conn.close()
-    done = await asyncio.to_thread(run_cli, "quarantine-media", *common, "--room", "!r:localhost")
-    assert done.returncode == 0 and "quarantined 1 media" in done.stdout, done.stderr
+    done = await asyncio.to_thread(run_cli, "quarantine-media", *common, "--room", "!nosuchroom:localhost")
+    assert done.returncode == 0 and "quarantined 0 media" in done.stdout, (done.stdout, done.stderr)
+    done = await asyncio.to_thread(run_cli, "quarantine-media", *common, "--room", room_id)
+    assert done.returncode == 0 and "quarantined 1 media" in done.stdout, (done.stdout, done.stderr)
     async with srv.client() as c:
         r = await c.get(f"/_matrix/client/v1/media/download/{sn}/{in_room}", headers=auth_header(alice))
         assert r.status_code == 404
+
+
+async def create_room(c: Any, token: str) -> str:
+    r = await c.post("/_matrix/client/v3/createRoom", json={"preset": "private_chat"}, headers=auth_header(token))
+    assert r.status_code == 200, r.text
+    return str(r.json()["room_id"])
+
+
+async def send_image(c: Any, token: str, room_id: str, mxc: str, txn: str) -> None:
+    r = await c.put(
+        f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn}",
+        json={"msgtype": "m.image", "body": "picture.png", "url": mxc, "info": {"mimetype": "image/png"}},
+        headers=auth_header(token),
+    )
+    assert r.status_code == 200, r.text
+
+
+async def test_quarantine_by_room_with_real_rooms(server_factory: Any, tmp_path: Path) -> None:
+    srv = await server_factory({"rate_limits.enabled": False, "media.path": str(tmp_path / "media")})
+    url = "/_parley/admin/v1/media/quarantine"
+    async with srv.client() as c:
+        admin = await new_user(c, "admin")
+        await srv.services.account_store.set_admin("@admin:localhost", True)
+        alice = await new_user(c, "alice")
+        png = image_bytes((64, 48))
+        sn, bad = await upload(c, alice, png, "image/png", filename="bad.png")
+        _, good = await upload(c, alice, image_bytes((64, 48), color="blue"), "image/png", filename="good.png")
+        _, unsent = await upload(c, alice, b"never sent anywhere", "text/plain")
+
+        bad_room = await create_room(c, alice)
+        good_room = await create_room(c, alice)
+        await send_image(c, alice, bad_room, f"mxc://{sn}/{bad}", "t1")
+        # A remote server's URL in the same room is not ours to quarantine; it must not break the scan.
+        await send_image(c, alice, bad_room, "mxc://elsewhere.org/remoteMedia", "t2")
+        await send_image(c, alice, good_room, f"mxc://{sn}/{good}", "t3")
+
+        r = await c.post(url, json={"room_id": bad_room}, headers=auth_header(alice))
+        assert r.status_code == 403 and r.json()["errcode"] == "M_FORBIDDEN"
+
+        r = await c.post(url, json={"room_id": bad_room}, headers=auth_header(admin))
+        assert r.status_code == 200, r.text
+        assert r.json() == {"num_quarantined": 1}
+
+        r = await c.get(f"/_matrix/client/v1/media/download/{sn}/{bad}", headers=auth_header(alice))
+        assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND"
+        r = await c.get(f"/_matrix/client/v1/media/thumbnail/{sn}/{bad}?width=32&height=32", headers=auth_header(alice))
+        assert r.status_code == 404
+        for mid, body in ((good, None), (unsent, b"never sent anywhere")):
+            r = await c.get(f"/_matrix/client/v1/media/download/{sn}/{mid}", headers=auth_header(alice))
+            assert r.status_code == 200, mid
+            if body is not None:
+                assert r.content == body
+
+        # Quarantining the same room again changes nothing; releasing it brings the media back.
+        r = await c.post(url, json={"room_id": bad_room}, headers=auth_header(admin))
+        assert r.json() == {"num_quarantined": 0}
+        r = await c.post(url, json={"room_id": bad_room, "quarantine": False}, headers=auth_header(admin))
+        assert r.json() == {"num_quarantined": 1}
+        r = await c.get(f"/_matrix/client/v1/media/download/{sn}/{bad}", headers=auth_header(alice))
+        assert r.status_code == 200 and r.content == png
 
 
 async def test_an_unreachable_store_answers_503_and_stores_nothing(server_factory: Any, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ folder as a separate process, so client and server do not share a CPU core's GIL
     python tests/load/bench_media.py --url http://host:8008 --token ACCESS_TOKEN   (an existing server;
                                                                                   its upload rate limit applies)
 
-Results are printed as a Markdown table (see spec/media-benchmarks.md).
+Results are printed as a Markdown table (see spec/benchmarks.md, section "Media repository").
 """
 
 from __future__ import annotations

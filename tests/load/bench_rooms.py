@@ -1,6 +1,9 @@
 """Rooms benchmark (a script, not a test).
 
-    PYTHONPATH=. python tests/load/bench_rooms.py [--url http://host:port] [--out spec/rooms-benchmarks.md]
+    PYTHONPATH=. python tests/load/bench_rooms.py [--url http://host:port] [--out FILE]
+
+The Markdown goes to --out (default tests/load/results/rooms-benchmarks.md, git-ignored);
+the published numbers are in spec/benchmarks.md, section "Rooms".
 
 Without --url it starts `python -m homeserver run` in a temporary data
 directory (embedded PostgreSQL, rate limits off) as a separate process, so
@@ -271,7 +274,7 @@ def render(results: dict[str, Any]) -> str:
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default=None)
-    ap.add_argument("--out", default="spec/rooms-benchmarks.md")
+    ap.add_argument("--out", default="tests/load/results/rooms-benchmarks.md")
     ap.add_argument("--one-room-senders", type=int, default=20)
     ap.add_argument("--per-sender", type=int, default=50)
     args = ap.parse_args()

@@ -8,7 +8,7 @@ visibility + serialisation, no HTTP) and the user directory:
     python tests/load/bench_search.py --database-url postgresql://user@host/postgres
     python tests/load/bench_search.py --messages 200000 --users 100000 --reuse
 
-Results are printed as a Markdown table (see spec/search-benchmarks.md).
+Results are printed as a Markdown table (see spec/benchmarks.md, section "Search").
 """
 
 from __future__ import annotations
