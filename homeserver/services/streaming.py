@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -123,7 +124,7 @@ class StreamingSync:
             value = float(raw)
         except ValueError:
             raise errors.invalid_param("'heartbeat_interval' must be a number of seconds") from None
-        if value != value:  # NaN
+        if math.isnan(value):
             raise errors.invalid_param("'heartbeat_interval' must be a number of seconds")
         return min(max(value, self.config.sse_min_heartbeat_s), self.config.sse_max_heartbeat_s)
 
@@ -300,7 +301,7 @@ class _WsConnection:
                 remaining = auth_deadline - loop.time()
                 try:
                     frame = await asyncio.wait_for(self.transport.receive(), max(remaining, 0.001))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     await self.send_error(errors.missing_token())
                     return (CLOSE_AUTH, "Authentication timed out")
             else:
@@ -360,7 +361,7 @@ class _WsConnection:
             return
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - no client input fails the socket
+        except Exception:
             log.exception("websocket request %r failed", msg.get("method"))
             await self.send_error(errors.MatrixError(500, "M_UNKNOWN", "Internal server error"), request_id)
             return
@@ -380,10 +381,10 @@ class _WsConnection:
                 self.params = self.s.advanced(self.params, response)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("websocket sync push failed")
             if not self.fatal.done():
                 self.fatal.set_result((CLOSE_INTERNAL, "Internal error"))
 
 
-__all__ = ["StreamingConfig", "StreamingSync", "WsTransport", "CLOSE_NORMAL"]
+__all__ = ["CLOSE_NORMAL", "StreamingConfig", "StreamingSync", "WsTransport"]

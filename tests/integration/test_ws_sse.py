@@ -121,7 +121,7 @@ async def test_ws_initial_push_send_and_typing(server: Any, client: httpx.AsyncC
 
 
 async def test_ws_auth_message_and_failures(server: Any, client: httpx.AsyncClient) -> None:
-    a, b, room = await setup_pair(client)
+    _, b, room = await setup_pair(client)
     # A request before auth is refused; then auth by message works.
     async with websockets.connect(ws_url(server)) as ws:
         await ws.send(json.dumps({"type": "request", "id": "early", "method": "send", "params": {}}))
@@ -171,7 +171,7 @@ async def test_ws_auth_timeout(server_factory: Any) -> None:
 async def test_ws_malformed_input_and_abuse(server_factory: Any) -> None:
     srv = await server_factory({"rate_limits.enabled": False, "http.websocket_max_strikes": 5})
     async with srv.client() as client:
-        a, b, room = await setup_pair(client)
+        _, b, _ = await setup_pair(client)
         async with websockets.connect(ws_url(srv), additional_headers=b.h) as ws:
             await recv_type(ws, "authenticated")
             await next_sync(ws)
@@ -344,7 +344,7 @@ async def test_long_poll_not_cut_by_keep_alive_and_released_on_disconnect(server
     assert hc.read_timeout is None
     assert hc.keep_alive_timeout == 0.5
     async with srv.client() as client:
-        a, b, room = await setup_pair(client)
+        _, b, _ = await setup_pair(client)
         await b.sync()
         # A 2 s long-poll outlives the 0.5 s keep-alive timeout and returns normally.
         t0 = time.monotonic()

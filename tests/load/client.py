@@ -269,7 +269,7 @@ class WebSocketSync:
                 break
             try:
                 msg = await ws.receive(timeout=min(left, 1.0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if msg.type != aiohttp.WSMsgType.TEXT:
                 if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
