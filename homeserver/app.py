@@ -37,6 +37,7 @@ from homeserver.services.room_directory import RoomDirectoryService
 from homeserver.services.room_state import RoomStateService
 from homeserver.services.room_upgrade import RoomUpgradeService
 from homeserver.services.rooms import RoomService
+from homeserver.services.streaming import StreamingConfig, StreamingSync
 from homeserver.services.search import SearchService, UserDirectoryService
 from homeserver.services.sync import SyncService
 from homeserver.services.timeline import TimelineService
@@ -94,6 +95,7 @@ class Services:
     account_data: AccountDataService
     presence: PresenceService
     sync: SyncService
+    streaming: StreamingSync
     relations: RelationsService
     room_directory: RoomDirectoryService
     upgrades: RoomUpgradeService
@@ -233,6 +235,10 @@ async def build_services(config: Config, db: Database) -> Services:
         account_data=account_data,
         presence=presence,
         sync=sync,
+        streaming=StreamingSync(
+            sync=sync, auth=auth, rooms=rooms, typing=typing, receipts=receipts,
+            config=streaming_config(config),
+        ),
         relations=relations,
         room_directory=RoomDirectoryService(rooms, directory_store, config.server_name),
         upgrades=RoomUpgradeService(rooms, directory_store),
@@ -245,9 +251,23 @@ async def build_services(config: Config, db: Database) -> Services:
     return services
 
 
+def streaming_config(config: Config) -> StreamingConfig:
+    return StreamingConfig(
+        wait_ms=min(int(config.get("http.stream_wait_ms", 30_000)), int(config.get("http.max_sync_timeout_ms", 600_000))),
+        auth_timeout_s=float(config.get("http.websocket_auth_timeout_s", 10)),
+        max_strikes=int(config.get("http.websocket_max_strikes", 20)),
+        max_inflight_requests=int(config.get("http.websocket_max_inflight_requests", 16)),
+        sse_heartbeat_s=float(config.get("http.sse_heartbeat_interval_s", 5)),
+        sse_min_heartbeat_s=float(config.get("http.sse_min_heartbeat_interval_s", 1)),
+    )
+
+
 def create_app(services: Services) -> Quart:
     from homeserver.api.admin import media as admin_media
-    from homeserver.api.client import account, keys, relations, room_directory, rooms, search, sync
+    from homeserver.api.client import account, keys, relations, room_directory, rooms, search, streaming, sync
+    from homeserver.infra import ws_compression
+
+    ws_compression.install()
     from homeserver.api.media import content
 
     app = Quart("homeserver")
@@ -266,6 +286,7 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(account.client_v1.blueprint)
     app.register_blueprint(rooms.client.blueprint)
     app.register_blueprint(sync.client.blueprint)
+    app.register_blueprint(streaming.streaming)
     app.register_blueprint(content.legacy.blueprint)
     app.register_blueprint(content.v1.blueprint)
     app.register_blueprint(content.client.blueprint)

@@ -76,6 +76,11 @@ def hypercorn_config(config: Config) -> Any:
     # Headers and bodies are limited by our own code per endpoint.
     hc.h11_max_incomplete_size = 64 * 1024
     hc.websocket_max_message_size = 1024 * 1024
+    # Protocol-level pings keep NATs and proxies from dropping idle sockets (0 = off).
+    ping = float(config.get("http.websocket_ping_interval_s", 30))
+    hc.websocket_ping_interval = ping if ping > 0 else None
+    # No read timeout: a long-poll or stream may be silent for as long as it asked.
+    hc.read_timeout = None
     return hc
 
 

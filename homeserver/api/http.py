@@ -47,13 +47,18 @@ def _reject_constant(name: str) -> Any:
 
 
 def access_token_from_request() -> str | None:
-    header = request.headers.get("Authorization")
+    return access_token_from(request.headers, request.args)
+
+
+def access_token_from(headers: Any, args: Any) -> str | None:
+    """The access token of a request or WebSocket handshake: the Authorization header, else `?access_token=`."""
+    header = headers.get("Authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
         raise errors.missing_token()
-    return request.args.get("access_token") or None
+    return args.get("access_token") or None
 
 
 def client_ip() -> str | None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from homeserver import errors
@@ -42,6 +44,15 @@ STRIPPED_STATE_TYPES = (
     ("m.room.encryption", ""),
     ("m.room.topic", ""),
 )
+
+
+@dataclass
+class SyncParams:
+    sync_filter: SyncFilter
+    since: SyncToken | None
+    full_state: bool
+    set_presence: str | None
+    use_state_after: bool
 
 
 class SyncService:
@@ -78,27 +89,34 @@ class SyncService:
 
     # -- entry point ---------------------------------------------------------------
     async def sync(self, requester: Requester, args: dict[str, str]) -> dict[str, Any]:
-        sync_filter = await self.filters.resolve(requester.user_id, args.get("filter"))
-        since: SyncToken | None = None
-        if args.get("since"):
-            try:
-                since = SyncToken.decode(args["since"])
-            except TokenError:
-                raise errors.MatrixError(400, "M_INVALID_PARAM", "Invalid 'since' token") from None
+        params = await self.parse_params(requester.user_id, args)
         try:
             timeout_ms = int(args.get("timeout", "0"))
         except ValueError:
             raise errors.MatrixError(400, "M_INVALID_PARAM", "'timeout' must be an integer") from None
         timeout_ms = max(0, min(timeout_ms, self.max_timeout_ms))
-        full_state = args.get("full_state", "false").lower() == "true"
+        await self.presence.on_sync(requester.user_id, params.set_presence)
+        return await self.sync_until(
+            requester, params.sync_filter, params.since, timeout_ms,
+            full_state=params.full_state, use_state_after=params.use_state_after,
+        )
+
+    async def parse_params(self, user_id: str, args: Mapping[str, str | None]) -> SyncParams:
+        """The `/sync` query parameters shared by long-poll and the streaming transports."""
+        sync_filter = await self.filters.resolve(user_id, args.get("filter"))
+        since: SyncToken | None = None
+        raw_since = args.get("since")
+        if raw_since:
+            try:
+                since = SyncToken.decode(raw_since)
+            except TokenError:
+                raise errors.MatrixError(400, "M_INVALID_PARAM", "Invalid 'since' token") from None
+        full_state = (args.get("full_state") or "false").lower() == "true"
         set_presence = args.get("set_presence")
         if set_presence is not None and set_presence not in ("online", "offline", "unavailable"):
             raise errors.MatrixError(400, "M_INVALID_PARAM", "Invalid 'set_presence'")
-        use_state_after = args.get("use_state_after", "false").lower() == "true"
-        await self.presence.on_sync(requester.user_id, set_presence)
-        return await self.sync_until(
-            requester, sync_filter, since, timeout_ms, full_state=full_state, use_state_after=use_state_after
-        )
+        use_state_after = (args.get("use_state_after") or "false").lower() == "true"
+        return SyncParams(sync_filter, since, full_state, set_presence, use_state_after)
 
     async def sync_until(
         self,
@@ -122,7 +140,7 @@ class SyncService:
                     now = now.advance(since)
                 response = await self.compute(requester, sync_filter, since, now, full_state, use_state_after)
                 remaining = deadline - time.monotonic()
-                if since is None or full_state or not _is_empty(response) or remaining <= 0 or self.notifier.closing:
+                if since is None or full_state or not is_empty(response) or remaining <= 0 or self.notifier.closing:
                     return response
                 if not await self.notifier.wait(waiter, remaining):
                     return response
@@ -480,6 +498,7 @@ def _stripped(s: StoredEvent) -> dict[str, Any]:
 ALWAYS_PRESENT = frozenset({"next_batch", "device_one_time_keys_count", "device_unused_fallback_key_types"})
 
 
-def _is_empty(response: dict[str, Any]) -> bool:
+def is_empty(response: dict[str, Any]) -> bool:
+    """True when a response carries nothing but its token (a long-poll that timed out)."""
     return not any(k not in ALWAYS_PRESENT and v for k, v in response.items())
 

@@ -5,8 +5,8 @@ an optional way to create users.  aiohttp rather than httpx: measured on this ma
 concurrent keep-alive connections, httpx spent 3.3-4.0 ms of client CPU per request and aiohttp
 0.09-0.10 ms (see spec/benchmarks.md), and the generator must not be the bottleneck at 1,000 syncs.
 
-Sync transports are pluggable (``SYNC_TRANSPORTS``): long-poll ``/sync`` today; Parley's
-WebSocket sync is a stub until its protocol is written.
+Sync transports are pluggable (``SYNC_TRANSPORTS``): long-poll ``/sync``, and Parley's WebSocket
+sync (``--sync websocket``, spec/websocket-sync.md).
 """
 
 from __future__ import annotations
@@ -214,27 +214,89 @@ class LongPollSync:
                     on_batch(now, per_room)
 
 
-class WebSocketSync:
-    """Hook for Parley's WebSocket sync (protocol not written yet).
+WEBSOCKET_SYNC_PATH = "/_matrix/client/unstable/org.parley.websocket_sync"
 
-    To implement: open one WebSocket per user (``client.session.ws_connect``), authenticate, and for
-    every pushed batch call ``on_batch(time.time(), {room_id: [events...]})`` exactly like
-    ``LongPollSync.run``; ``initial`` returns whatever resume token the protocol uses.  Everything
-    else (ledger, latency, reports) is transport-independent.
+
+class WebSocketSync:
+    """Parley's WebSocket sync (spec/websocket-sync.md): one socket per user, syncs pushed.
+
+    ``initial`` does the first sync over plain HTTP (timeout=0, as with long-poll), so both
+    transports start from the same token; ``run`` opens the socket with that ``since``,
+    acknowledges every pushed sync (the server sends the next one only after the ack), and
+    reconnects from the last acknowledged token if the socket drops.
     """
 
     name = "websocket"
 
-    def __init__(self, client: MatrixClient, **_: Any):
+    def __init__(self, client: MatrixClient, *, filter_json: str = DEFAULT_SYNC_FILTER,
+                 set_presence: str | None = None, **_: Any):
         self.client = client
+        self.filter_json = filter_json
+        self.set_presence = set_presence
         self.counters = SyncCounters()
 
     async def initial(self, user: User) -> str:
-        raise NotImplementedError("Parley's WebSocket sync protocol is not written yet; use --sync longpoll")
+        body, n = await self.client.sync(user.access_token, since=None, timeout_ms=0,
+                                         filter_json=self.filter_json, set_presence=self.set_presence,
+                                         client_timeout=300)
+        self.counters.requests += 1
+        self.counters.bytes += n
+        return body["next_batch"]
 
     async def run(self, user: User, since: str, on_batch: OnBatch, stop: asyncio.Event,
                   deadline: float) -> None:
-        raise NotImplementedError("Parley's WebSocket sync protocol is not written yet")
+        while not stop.is_set() and time.monotonic() < deadline:
+            params = {"since": since, "filter": self.filter_json}
+            if self.set_presence:
+                params["set_presence"] = self.set_presence
+            url = self.client.base.replace("http", "ws", 1) + WEBSOCKET_SYNC_PATH
+            try:
+                async with self.client.session.ws_connect(
+                        url, params=params, headers={"Authorization": f"Bearer {user.access_token}"},
+                        heartbeat=None, autoping=True, max_msg_size=0) as ws:
+                    since = await self._pump(ws, since, on_batch, stop, deadline)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - counted; reconnect from the last token
+                self.counters.errors += 1
+                await asyncio.sleep(0.5)
+
+    async def _pump(self, ws: Any, since: str, on_batch: OnBatch, stop: asyncio.Event,
+                    deadline: float) -> str:
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                msg = await ws.receive(timeout=min(left, 1.0))
+            except TimeoutError:
+                continue
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    raise ConnectionError(f"websocket closed: {ws.close_code}")
+                continue
+            data = json.loads(msg.data)
+            if data.get("type") == "error":
+                self.counters.errors += 1
+                continue
+            if data.get("type") != "sync":
+                continue
+            now = time.time()
+            body = data["body"]
+            self.counters.requests += 1
+            self.counters.bytes += len(msg.data)
+            since = body.get("next_batch", since)
+            await ws.send_str(json.dumps({"type": "ack", "next_batch": since}))
+            per_room = {}
+            for rid, room in body.get("rooms", {}).get("join", {}).items():
+                tl = room.get("timeline") or {}
+                if tl.get("limited"):
+                    self.counters.limited += 1
+                if tl.get("events"):
+                    per_room[rid] = tl["events"]
+            if per_room:
+                on_batch(now, per_room)
+        return since
 
 
 SYNC_TRANSPORTS: dict[str, Callable[..., LongPollSync | WebSocketSync]] = {

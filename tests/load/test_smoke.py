@@ -44,3 +44,25 @@ def test_load_smoke(parley: RunningServer) -> None:
     assert dl["delivery_rate"] >= 0.999, dl
     assert dl["duplicates"] == 0
     assert res["server_processes"]["cpu_s"] > 0
+
+
+def test_load_smoke_websocket(parley: RunningServer) -> None:
+    """The same load with the WebSocket sync transport: every message delivered once."""
+    cfg = LoadConfig(
+        url=parley.url,
+        topology=Topology(users=20, dms=5, groups=2, group_size=6, big_groups=1, big_group_size=15),
+        workers=0,
+        sync_mode="websocket",
+        setup_concurrency=8,
+        drain_timeout=10,
+        server_pids=parley.pids,
+        max_run_seconds=240,
+        settle_s=2,
+    )
+    res = asyncio.run(run_load(cfg, [Phase(5, 10, "5/s")]))
+    phase = res["phases"][0]
+    assert phase["send"]["errors"] == 0, phase["send"].get("error_samples")
+    dl = phase["delivery"]
+    assert dl["expected_pairs"] > 0
+    assert dl["delivery_rate"] >= 0.999, dl
+    assert dl["duplicates"] == 0
