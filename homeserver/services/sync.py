@@ -9,7 +9,6 @@ only positions at or below the captured token, so the next sync from
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -60,6 +59,7 @@ class SyncService:
         userdata: UserDataStore,
         accounts: AccountStore,
         max_timeout_ms: int,
+        push: Any = None,
     ) -> None:
         self.events = events
         self.serializer = serializer
@@ -73,6 +73,7 @@ class SyncService:
         self.userdata = userdata
         self.accounts = accounts
         self.max_timeout_ms = max_timeout_ms
+        self.push = push  # PushService: the unread counters
         # Optional providers other modules plug in (E2EE: to-device, device lists, key counts).
         self.extensions: list[Any] = []
 
@@ -311,7 +312,8 @@ class SyncService:
                 }
             out[room_id] = room
             unread_rooms.append(room_id)
-        await self._add_unread_counts(user_id, unread_rooms, now.events, out)
+        await self._add_unread_counts(user_id, unread_rooms, now.events, out,
+                                      f.room.timeline.unread_thread_notifications)
         return out
 
     async def _state_for_room(
@@ -425,42 +427,18 @@ class SyncService:
             out = out[: f.account_data.limit]
         return out
 
-    async def _add_unread_counts(self, user_id: str, room_ids: list[str], upto: int, out: dict[str, Any]) -> None:
-        if not room_ids:
+    async def _add_unread_counts(
+        self, user_id: str, room_ids: list[str], upto: int, out: dict[str, Any], per_thread: bool = False
+    ) -> None:
+        # Counters kept by PushService as events commit and receipts arrive: a few integers per room.
+        if not room_ids or self.push is None:
             return
-        read = await self.userdata.read_up_to(user_id, room_ids)
-        # Without a receipt, count from the user's own join.
-        after = {r: read.get(r, 0) for r in room_ids}
-        rows = await self.events.unread_candidates(user_id, after, upto)
-        profile = await self.accounts.get_profile(user_id)
-        names = {user_id.lower(), user_id[1:].split(":", 1)[0].lower()}
-        if profile is not None and profile["displayname"]:
-            names.add(profile["displayname"].lower())
-        counts = {r: [0, 0] for r in room_ids}
-        for row in rows:
-            pdu = json.loads(row["json"])
-            c = counts[row["room_id"]]
-            c[0] += 1
-            if _mentions(pdu.get("content", {}), user_id, names):
-                c[1] += 1
+        counts = await self.push.unread_counts(user_id, room_ids, per_thread)
         for room_id in room_ids:
-            n, h = counts[room_id]
-            out[room_id]["unread_notifications"] = {"notification_count": n, "highlight_count": h}
-            out[room_id]["unread_thread_notifications"] = {}
-
-
-def _mentions(content: Any, user_id: str, names: set[str]) -> bool:
-    if not isinstance(content, dict):
-        return False
-    mentions = content.get("m.mentions")
-    if isinstance(mentions, dict):
-        ids = mentions.get("user_ids")
-        return isinstance(ids, list) and user_id in ids
-    body = content.get("body")
-    if not isinstance(body, str):
-        return False
-    lowered = body.lower()
-    return any(n and n in lowered for n in names)
+            main, threads = counts[room_id]
+            out[room_id]["unread_notifications"] = main
+            if per_thread:
+                out[room_id]["unread_thread_notifications"] = threads
 
 
 def _stripped(s: StoredEvent) -> dict[str, Any]:
