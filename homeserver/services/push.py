@@ -152,9 +152,10 @@ class PushService:
         joined = len(members)
         names = {m["user_id"]: m["displayname"] for m in members}
         recipients = [u for u in names if u != event.sender and self._is_local(u)]
-        if event.type == "m.room.member" and event.state_key and event.state_key != event.sender:
-            if pr.lookup_key(pdu, "content.membership") == "invite" and self._is_local(event.state_key):
-                recipients.append(event.state_key)
+        invitee = event.state_key if event.type == "m.room.member" else None
+        if (invitee and invitee != event.sender and invitee not in names and self._is_local(invitee)
+                and pr.lookup_key(pdu, "content.membership") == "invite"):
+            recipients.append(invitee)
         if not recipients:
             return
         state_ids = await self.events.current_state_ids(room_id, [("m.room.power_levels", ""), ("m.room.create", "")])
@@ -318,7 +319,7 @@ class PushService:
         if data.get("format") != "event_id_only":
             notification.update({
                 "type": n.event.type, "sender": n.event.sender, "content": n.event.content,
-                "prio": "high" if "notify" in actions and tweaks.get("highlight") or "sound" in tweaks else "low",
+                "prio": "high" if tweaks.get("highlight") or "sound" in tweaks else "low",
             })
             if n.event.type == "m.room.member":
                 notification["user_is_target"] = n.event.state_key == p["user_id"]

@@ -88,7 +88,7 @@ async def test_mentions_highlight_and_receipts_clear(client: httpx.AsyncClient) 
 
 
 async def test_master_rule_silences_and_is_shown_in_account_data(client: httpx.AsyncClient) -> None:
-    a, b, c, room = await three(client)
+    a, b, _c, room = await three(client)
     await b.sync()
     r = await client.put(f"{PR}/override/.m.rule.master/enabled", headers=b.h, json={"enabled": True})
     assert r.status_code == 200, r.text
@@ -110,7 +110,7 @@ async def test_master_rule_silences_and_is_shown_in_account_data(client: httpx.A
 
 
 async def test_thread_counts_when_the_filter_asks(client: httpx.AsyncClient) -> None:
-    a, b, c, room = await three(client)
+    a, b, _c, room = await three(client)
     root = await a.send(room, "root")
     await a.send(room, "in thread", **{"m.relates_to": {"rel_type": "m.thread", "event_id": root}})
     body = await b.sync(filter=json.dumps({"room": {"timeline": {"unread_thread_notifications": True}}}))
@@ -121,7 +121,7 @@ async def test_thread_counts_when_the_filter_asks(client: httpx.AsyncClient) -> 
     b2 = User(client, {"user_id": b.user_id, "access_token": b.h["Authorization"].split()[1]})
     assert counts(await b2.sync(), room) == {"notification_count": 2, "highlight_count": 0}
     # A threaded receipt clears that thread only.
-    threaded = [e for e in timeline(body, room) if e["content"].get("body") == "in thread"][0]["event_id"]
+    threaded = next(e for e in timeline(body, room) if e["content"].get("body") == "in thread")["event_id"]
     r = await client.post(f"{V3}/rooms/{room}/receipt/m.read/{quote(threaded, safe='')}", headers=b.h,
                           json={"thread_id": root})
     assert r.status_code == 200
