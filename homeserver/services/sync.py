@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from homeserver import errors
+from homeserver.core.push_rules import render_ruleset
 from homeserver.core.sync_filter import SyncFilter, apply_event_fields
 from homeserver.core.tokens import RoomPosition, SyncToken, TokenError
 from homeserver.services.auth import Requester
@@ -423,6 +424,11 @@ class SyncService:
             {"type": r["type"], "content": r["content"]}
             for r in rows if not r["room_id"] and f.account_data.matches(r["type"])
         ]
+        if since is None and f.account_data.matches("m.push_rules") and not any(
+            e["type"] == "m.push_rules" for e in out
+        ):
+            # Clients read their rules from the first sync; until a user changes one, they are the defaults.
+            out.append({"type": "m.push_rules", "content": {"global": render_ruleset(None, user_id)}})
         if f.account_data.limit is not None:
             out = out[: f.account_data.limit]
         return out

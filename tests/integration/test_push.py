@@ -300,3 +300,14 @@ async def test_https_required_by_default(client: httpx.AsyncClient) -> None:
     r = await client.post(f"{V3}/pushers/set", headers=b.h,
                           json=pusher("https://push.example.org/_matrix/push/v1/notify"))
     assert r.status_code == 200
+
+
+async def test_first_sync_carries_default_push_rules(client: httpx.AsyncClient) -> None:
+    b = User(client, await register(client, "bob"))
+    body = await b.sync()
+    rules = [e for e in body["account_data"]["events"] if e["type"] == "m.push_rules"]
+    assert len(rules) == 1
+    assert rules[0]["content"]["global"]["override"][0]["rule_id"] == ".m.rule.master"
+    # Later syncs do not repeat it until it changes.
+    body = await b.sync()
+    assert not body.get("account_data", {}).get("events")
