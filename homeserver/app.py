@@ -190,6 +190,7 @@ async def build_services(config: Config, db: Database) -> Services:
     # Counters first, then wake the syncs (publish_events below), so a woken sync sees them.
     rooms.listeners.append(push.on_new_events)
     receipts.on_read.append(push.on_read)
+    accounts.on_devices_deleted.append(push.devices_deleted)
     sync = SyncService(
         events=events, serializer=serializer, visibility=visibility, notifier=notifier, filters=filters,
         typing=typing, receipts=receipts, account_data=account_data, presence=presence, userdata=userdata,

@@ -292,6 +292,10 @@ class PushService:
             "pushkey_ts": now_ms(),
         }, append)
 
+    async def devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
+        """A pusher belongs to the device that set it: logging out stops its notifications."""
+        await self.store.delete_pushers_for_devices(user_id, device_ids)
+
     async def _poke_pushers(self, n: NewEvent, rows: list[tuple[str, bool, bool, list[Any]]]) -> None:
         users = [r[0] for r in rows]
         pushers = await self.store.pushers_for(users)

@@ -163,3 +163,9 @@ class PushStore:
             await conn.execute(
                 "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3", user_id, app_id, pushkey
             )
+
+    async def delete_pushers_for_devices(self, user_id: str, device_ids: Sequence[str]) -> None:
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "DELETE FROM pushers WHERE user_id = $1 AND device_id = ANY($2::text[])", user_id, list(device_ids)
+            )

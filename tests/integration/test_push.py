@@ -300,6 +300,13 @@ async def test_https_required_by_default(client: httpx.AsyncClient) -> None:
     r = await client.post(f"{V3}/pushers/set", headers=b.h,
                           json=pusher("https://push.example.org/_matrix/push/v1/notify"))
     assert r.status_code == 200
+    assert len((await client.get(f"{V3}/pushers", headers=b.h)).json()["pushers"]) == 1
+    # Logging out deletes the device, and with it the pusher it set.
+    login = await client.post(f"{V3}/login", json={"type": "m.login.password", "password": "correct horse",
+                                                   "identifier": {"type": "m.id.user", "user": "bob"}})
+    other = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    assert (await client.post(f"{V3}/logout", headers=b.h, json={})).status_code == 200
+    assert (await client.get(f"{V3}/pushers", headers=other)).json()["pushers"] == []
 
 
 async def test_first_sync_carries_default_push_rules(client: httpx.AsyncClient) -> None:
