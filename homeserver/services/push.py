@@ -168,11 +168,26 @@ class PushService:
         levels = pl_content.get("notifications") if isinstance(pl_content, dict) else None
         levels = levels if isinstance(levels, dict) else {}
         rulesets = await self.store.rulesets_for(recipients)
+        # The default rules read the recipient only through invite_for_me (state_key) and
+        # is_user_mention (m.mentions.user_ids), so every recipient with no rules of their own
+        # who is neither gets the same outcome: evaluate that once per event, not 300 times.
+        involved = {event.state_key} if event.state_key else set()
+        mentioned = pr.lookup_key(pdu, "content.m\\.mentions.user_ids")
+        if isinstance(mentioned, list):
+            involved.update(u for u in mentioned if isinstance(u, str))
+        shared: pr.Outcome | None = None
         rows: list[tuple[str, bool, bool, list[Any]]] = []
         for user_id in recipients:
-            ctx = pr.PushContext(user_id=user_id, display_name=names.get(user_id), member_count=joined,
-                                 sender_power=sender_power, notification_levels=levels)
-            outcome = pr.outcome_of(pr.evaluate(self._rules_for(user_id, rulesets.get(user_id)), pdu, ctx))
+            ruleset = rulesets.get(user_id)
+            plain = ruleset is None and user_id not in involved
+            if plain and shared is not None:
+                outcome = shared
+            else:
+                ctx = pr.PushContext(user_id=user_id, display_name=names.get(user_id), member_count=joined,
+                                     sender_power=sender_power, notification_levels=levels)
+                outcome = pr.outcome_of(pr.evaluate(self._rules_for(user_id, ruleset), pdu, ctx))
+                if plain:
+                    shared = outcome
             if outcome.notify:
                 rows.append((user_id, True, outcome.highlight, outcome.actions))
         if not rows:

@@ -318,3 +318,37 @@ async def test_first_sync_carries_default_push_rules(client: httpx.AsyncClient) 
     # Later syncs do not repeat it until it changes.
     body = await b.sync()
     assert not body.get("account_data", {}).get("events")
+
+
+async def test_counters_in_a_300_member_room(server: Any, client: httpx.AsyncClient) -> None:
+    owner = User(client, await register(client, "owner"))
+    room = (await client.post(f"{V3}/createRoom", headers=owner.h, json={"preset": "public_chat"})).json()["room_id"]
+    sem = asyncio.Semaphore(30)
+
+    async def member(i: int) -> User:
+        async with sem:
+            u = User(client, await register(client, f"m{i:03}"))
+            assert (await client.post(f"{V3}/join/{room}", headers=u.h, json={})).status_code == 200
+            return u
+
+    members = await asyncio.gather(*(member(i) for i in range(299)))
+    push = server.services.push
+    spent: list[float] = []
+    original = push._process
+
+    async def timed(n: Any) -> None:
+        t = asyncio.get_running_loop().time()
+        await original(n)
+        spent.append(asyncio.get_running_loop().time() - t)
+
+    push._process = timed
+    for i in range(5):
+        await owner.send(room, f"news {i}", **({"m.mentions": {"user_ids": [members[7].user_id]}} if i == 2 else {}))
+    assert len(spent) == 5
+    # Evaluating 299 recipients and writing their counters is a few milliseconds, not a query per member.
+    assert sum(spent) / len(spent) < 0.5, spent
+    for m, expected in ((members[0], {"notification_count": 5, "highlight_count": 0}),
+                        (members[7], {"notification_count": 5, "highlight_count": 1})):
+        assert counts(await m.sync(), room) == expected
+    assert counts(await owner.sync(), room) == {"notification_count": 0, "highlight_count": 0}
+    print(f"push processing per event in a 300-member room: {1000 * sum(spent) / len(spent):.1f} ms")

@@ -319,3 +319,18 @@ def test_thread_id_of() -> None:
     assert pr.thread_id_of(msg()) == "main"
     threaded = msg("t", **{"m.relates_to": {"rel_type": "m.thread", "event_id": "$root"}})
     assert pr.thread_id_of(threaded) == "$root"
+
+
+def test_defaults_read_the_recipient_only_through_state_key_and_mentions() -> None:
+    # PushService evaluates once for all recipients without rules of their own who are neither
+    # the state_key nor in m.mentions.user_ids; that is exact only while this holds.
+    rendered = pr.render_ruleset(None, ME)
+    uses_me = []
+    for rules in rendered.values():
+        for rule in rules:
+            for cond in rule.get("conditions", []):
+                assert cond["kind"] != "contains_display_name"
+                if ME in (cond.get("pattern"), cond.get("value")):
+                    uses_me.append((rule["rule_id"], cond.get("key")))
+    assert uses_me == [(".m.rule.invite_for_me", "state_key"),
+                       (".m.rule.is_user_mention", "content.m\\.mentions.user_ids")]
