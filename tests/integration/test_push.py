@@ -188,6 +188,7 @@ class Gateway:
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.fail_next = 0
+        self.attempts = 0
         self.reject: set[str] = set()
         self.got = asyncio.Event()
         self.port = free_port()
@@ -196,6 +197,7 @@ class Gateway:
 
     async def notify(self, request: web.Request) -> web.Response:
         body = await request.json()
+        self.attempts += 1
         if self.fail_next:
             self.fail_next -= 1
             return web.json_response({"error": "busy"}, status=500)
@@ -264,6 +266,7 @@ async def test_pushers_and_gateway(server_factory: Any, gateway: Gateway) -> Non
         gateway.fail_next = 1
         event_id = await a.send(room, "ping bob", **{"m.mentions": {"user_ids": [b.user_id]}})
         await gateway.wait(2)
+        assert gateway.attempts == 3  # two pushers, one of them retried after the 500
         by_key = {n["notification"]["devices"][0]["pushkey"]: n["notification"] for n in gateway.received}
         full = by_key["key1"]
         assert full["event_id"] == event_id and full["room_id"] == room
