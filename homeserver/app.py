@@ -32,6 +32,7 @@ from homeserver.services.events import EventSerializer, VisibilityFilter
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.media import MediaService
 from homeserver.services.notifier import Notifier
+from homeserver.services.push import PushRulesService, PushService
 from homeserver.services.relations import RelationsService
 from homeserver.services.room_directory import RoomDirectoryService
 from homeserver.services.room_state import RoomStateService
@@ -54,6 +55,7 @@ from homeserver.storage.database import Database
 from homeserver.storage.e2ee import E2EEStore
 from homeserver.storage.events import EventStore
 from homeserver.storage.key_backup import KeyBackupStore
+from homeserver.storage.push import PushStore
 from homeserver.storage.media import MediaRepositoryStore
 from homeserver.storage.relations import RelationStore
 from homeserver.storage.room_directory import RoomDirectoryStore
@@ -103,6 +105,8 @@ class Services:
     user_directory: UserDirectoryService
     e2ee: E2EEService
     key_backup: KeyBackupService
+    push_rules: PushRulesService
+    push: PushService
     # Closed in reverse order on shutdown.
     closers: list[Any] = field(default_factory=list)
 
@@ -177,10 +181,23 @@ async def build_services(config: Config, db: Database) -> Services:
     account_data = AccountDataService(userdata, bus, rooms)
     receipts = ReceiptService(userdata, events, rooms, bus, account_data)
     presence = PresenceService(userdata, bus, bool(config.get("presence.enabled", True)))
+    push_store = PushStore(db)
+    push = PushService(
+        push_store, events, config.server_name,
+        allow_http_gateways=bool(config.get("push.allow_http_gateways", False)),
+        retry_base_s=float(config.get("push.retry_base_s", 1.0)),
+        max_attempts=int(config.get("push.max_attempts", 6)),
+    )
+    push_rules = PushRulesService(push_store, account_data)
+    # Counters first, then wake the syncs (publish_events below), so a woken sync sees them.
+    rooms.listeners.append(push.on_new_events)
+    receipts.on_read.append(push.on_read)
+    accounts.on_devices_deleted.append(push.devices_deleted)
     sync = SyncService(
         events=events, serializer=serializer, visibility=visibility, notifier=notifier, filters=filters,
         typing=typing, receipts=receipts, account_data=account_data, presence=presence, userdata=userdata,
         accounts=account_store, max_timeout_ms=int(config.get("http.max_sync_timeout_ms", 600_000)),
+        push=push,
     )
     # to-device, device lists and key counts in /sync (E2EEService.add_to_sync)
     sync.extensions.append(e2ee)
@@ -246,8 +263,11 @@ async def build_services(config: Config, db: Database) -> Services:
         user_directory=UserDirectoryService(config, search_store),
         e2ee=e2ee,
         key_backup=KeyBackupService(db, KeyBackupStore(db)),
+        push_rules=push_rules,
+        push=push,
     )
     services.closers.append(media.close)
+    services.closers.append(push.close)
     return services
 
 
@@ -264,7 +284,9 @@ def streaming_config(config: Config) -> StreamingConfig:
 
 def create_app(services: Services) -> Quart:
     from homeserver.api.admin import media as admin_media
-    from homeserver.api.client import account, keys, relations, room_directory, rooms, search, streaming, sync
+    from homeserver.api.client import (
+        account, keys, push, relations, room_directory, rooms, search, streaming, sync,
+    )
     from homeserver.infra import ws_compression
 
     ws_compression.install()
@@ -296,6 +318,7 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(search.client.blueprint)
     app.register_blueprint(keys.client.blueprint)
     app.register_blueprint(keys.client_unstable.blueprint)
+    app.register_blueprint(push.client.blueprint)
 
     cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
 

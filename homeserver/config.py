@@ -91,6 +91,13 @@ DEFAULTS: dict[str, Any] = {
     "logging": {"level": "INFO", "format": "text"},
     "presence": {"enabled": True},
     "user_directory": {"search_all_users": False},
+    "push": {
+        # The spec requires HTTPS push gateways; plain HTTP only for tests and local gateways.
+        "allow_http_gateways": False,
+        # A failed poke is retried after retry_base_s, doubling, up to max_attempts tries.
+        "retry_base_s": 1.0,
+        "max_attempts": 6,
+    },
 }
 
 

@@ -9,7 +9,6 @@ only positions at or below the captured token, so the next sync from
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver import errors
+from homeserver.core.push_rules import render_ruleset
 from homeserver.core.sync_filter import SyncFilter, apply_event_fields
 from homeserver.core.tokens import RoomPosition, SyncToken, TokenError
 from homeserver.services.auth import Requester
@@ -71,6 +71,7 @@ class SyncService:
         userdata: UserDataStore,
         accounts: AccountStore,
         max_timeout_ms: int,
+        push: Any = None,
     ) -> None:
         self.events = events
         self.serializer = serializer
@@ -84,6 +85,7 @@ class SyncService:
         self.userdata = userdata
         self.accounts = accounts
         self.max_timeout_ms = max_timeout_ms
+        self.push = push  # PushService: the unread counters
         # Optional providers other modules plug in (E2EE: to-device, device lists, key counts).
         self.extensions: list[Any] = []
 
@@ -334,7 +336,8 @@ class SyncService:
                 }
             out[room_id] = room
             unread_rooms.append(room_id)
-        await self._add_unread_counts(user_id, unread_rooms, now.events, out)
+        await self._add_unread_counts(user_id, unread_rooms, now.events, out,
+                                      f.room.timeline.unread_thread_notifications)
         return out
 
     async def _state_for_room(
@@ -446,46 +449,27 @@ class SyncService:
             {"type": r["type"], "content": r["content"]}
             for r in rows if not r["room_id"] and f.account_data.matches({"type": r["type"]})
         ]
+        if since is None and f.account_data.matches({"type": "m.push_rules"}) and not any(
+            e["type"] == "m.push_rules" for e in out
+        ):
+            # Clients read their rules from the first sync; until a user changes one, they are the defaults.
+            out.append({"type": "m.push_rules", "content": {"global": render_ruleset(None, user_id)}})
         if f.account_data.limit is not None:
             out = out[: f.account_data.limit]
         return out
 
-    async def _add_unread_counts(self, user_id: str, room_ids: list[str], upto: int, out: dict[str, Any]) -> None:
-        if not room_ids:
+    async def _add_unread_counts(
+        self, user_id: str, room_ids: list[str], upto: int, out: dict[str, Any], per_thread: bool = False
+    ) -> None:
+        # Counters kept by PushService as events commit and receipts arrive: a few integers per room.
+        if not room_ids or self.push is None:
             return
-        read = await self.userdata.read_up_to(user_id, room_ids)
-        # Without a receipt, count from the user's own join.
-        after = {r: read.get(r, 0) for r in room_ids}
-        rows = await self.events.unread_candidates(user_id, after, upto)
-        profile = await self.accounts.get_profile(user_id)
-        names = {user_id.lower(), user_id[1:].split(":", 1)[0].lower()}
-        if profile is not None and profile["displayname"]:
-            names.add(profile["displayname"].lower())
-        counts = {r: [0, 0] for r in room_ids}
-        for row in rows:
-            pdu = json.loads(row["json"])
-            c = counts[row["room_id"]]
-            c[0] += 1
-            if _mentions(pdu.get("content", {}), user_id, names):
-                c[1] += 1
+        counts = await self.push.unread_counts(user_id, room_ids, per_thread)
         for room_id in room_ids:
-            n, h = counts[room_id]
-            out[room_id]["unread_notifications"] = {"notification_count": n, "highlight_count": h}
-            out[room_id]["unread_thread_notifications"] = {}
-
-
-def _mentions(content: Any, user_id: str, names: set[str]) -> bool:
-    if not isinstance(content, dict):
-        return False
-    mentions = content.get("m.mentions")
-    if isinstance(mentions, dict):
-        ids = mentions.get("user_ids")
-        return isinstance(ids, list) and user_id in ids
-    body = content.get("body")
-    if not isinstance(body, str):
-        return False
-    lowered = body.lower()
-    return any(n and n in lowered for n in names)
+            main, threads = counts[room_id]
+            out[room_id]["unread_notifications"] = main
+            if per_thread:
+                out[room_id]["unread_thread_notifications"] = threads
 
 
 def _stripped(s: StoredEvent) -> dict[str, Any]:

@@ -512,23 +512,6 @@ class EventStore:
                 )
         return [r["user_id"] for r in rows]
 
-    async def unread_candidates(
-        self, user_id: str, after: dict[str, int], upto: int, cap: int = 500
-    ) -> list[asyncpg.Record]:
-        """Messages by others after each room's read position (at most `cap` per room)."""
-        if not after:
-            return []
-        async with self.db.connection() as conn:
-            return await conn.fetch(
-                "SELECT room_id, json FROM ("
-                "  SELECT e.room_id, e.json, row_number() OVER (PARTITION BY e.room_id ORDER BY e.stream_ordering DESC) rn"
-                "  FROM events e JOIN unnest($2::text[], $3::bigint[]) AS a(room_id, pos) ON e.room_id = a.room_id"
-                "  WHERE e.stream_ordering > a.pos AND e.stream_ordering <= $4 AND e.sender <> $1"
-                "  AND e.type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND e.redacted_by IS NULL"
-                "  AND NOT e.outlier) x WHERE rn <= $5",
-                user_id, list(after), list(after.values()), upto, cap,
-            )
-
     async def relations_for(self, event_ids: Sequence[str]) -> list[asyncpg.Record]:
         async with self.db.connection() as conn:
             return await conn.fetch(

@@ -225,7 +225,8 @@ async def test_gaps_fill_exactly_from_prev_batch(server_factory: Any) -> None:
 async def test_many_idle_long_polls_wake_for_one_message(server_factory: Any) -> None:
     srv = await server_factory({"rate_limits.enabled": False})
     limits = httpx.Limits(max_connections=600, max_keepalive_connections=600)
-    async with srv.client(limits=limits) as client:
+    # Generous client timeouts: 300 initial syncs at once are slow on a busy 2-core machine.
+    async with httpx.AsyncClient(base_url=srv.base_url, timeout=120, limits=limits) as client:
         owner = User(client, await register(client, "owner"))
         room = (await client.post(f"{V3}/createRoom", headers=owner.h, json={"preset": "public_chat"})).json()["room_id"]
         users = [User(client, r) for r in await asyncio.gather(*(register(client, f"m{i}") for i in range(299)))]

@@ -17,6 +17,7 @@ MODULES = [
     "signing",
     "event_builder",
     "e2e_keys",
+    "push_rules",
 ]
 CORE_DIR = Path(__file__).resolve().parents[2] / "homeserver" / "core"
 

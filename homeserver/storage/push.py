@@ -1,0 +1,171 @@
+"""Push rules, pushers, and the per-user notification counters /sync reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from homeserver.storage.database import Database
+
+READ_TYPES = ("m.read", "m.read.private")
+
+
+class PushStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- rule sets --------------------------------------------------------------
+    async def get_ruleset(self, user_id: str) -> dict[str, Any] | None:
+        async with self.db.connection() as conn:
+            return await conn.fetchval("SELECT ruleset FROM push_rules WHERE user_id = $1", user_id)
+
+    async def rulesets_for(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT user_id, ruleset FROM push_rules WHERE user_id = ANY($1::text[])", list(user_ids)
+            )
+        return {r["user_id"]: r["ruleset"] for r in rows}
+
+    async def update_ruleset(
+        self, user_id: str, change: Callable[[dict[str, Any] | None], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Apply `change` to the stored rule set under a row lock; returns the new rule set."""
+        async with self.db.transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 8))", user_id)
+            current = await conn.fetchval("SELECT ruleset FROM push_rules WHERE user_id = $1", user_id)
+            new = change(current)
+            await conn.execute(
+                "INSERT INTO push_rules (user_id, ruleset) VALUES ($1, $2)"
+                " ON CONFLICT (user_id) DO UPDATE SET ruleset = EXCLUDED.ruleset",
+                user_id, new,
+            )
+            return new
+
+    # -- counters ---------------------------------------------------------------
+    async def record_push_actions(
+        self, room_id: str, event_id: str, stream: int, thread_id: str, ts: int,
+        rows: Sequence[tuple[str, bool, bool, list[Any]]],
+    ) -> None:
+        """One statement per event: the action rows, and +1 on each recipient's counters
+        unless their read receipt is already at or past this event."""
+        if not rows:
+            return
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "WITH a AS ("
+                " INSERT INTO event_push_actions"
+                "  (user_id, room_id, event_id, stream_ordering, thread_id, notif, highlight, actions, ts)"
+                " SELECT x.u, $1, $2, $3, $4, x.n, x.h, x.act::jsonb, $5"
+                " FROM unnest($6::text[], $7::bool[], $8::bool[], $9::text[]) AS x(u, n, h, act)"
+                " ON CONFLICT DO NOTHING RETURNING user_id, notif, highlight)"
+                " INSERT INTO event_push_summary AS s (user_id, room_id, thread_id, notif_count, highlight_count,"
+                "  last_stream)"
+                " SELECT a.user_id, $1, $4, a.notif::int, a.highlight::int, $3 FROM a"
+                " WHERE NOT EXISTS (SELECT 1 FROM receipts r WHERE r.room_id = $1 AND r.user_id = a.user_id"
+                "  AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', $4)"
+                "  AND r.event_stream >= $3)"
+                " ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET"
+                "  notif_count = s.notif_count + EXCLUDED.notif_count,"
+                "  highlight_count = s.highlight_count + EXCLUDED.highlight_count,"
+                "  last_stream = GREATEST(s.last_stream, EXCLUDED.last_stream)",
+                room_id, event_id, stream, thread_id, ts,
+                [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                [json.dumps(r[3]) for r in rows],
+            )
+
+    async def reset_counts(self, user_id: str, room_id: str) -> None:
+        """Recount a user's unread notifications in a room from their read receipts.
+
+        Locks the summary rows first so a concurrent +1 either commits before the
+        recount (and is seen by it) or waits and adds on top of it."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "SELECT 1 FROM event_push_summary WHERE user_id = $1 AND room_id = $2 FOR UPDATE", user_id, room_id
+            )
+            await conn.execute(
+                "UPDATE event_push_summary s SET (notif_count, highlight_count) = ("
+                " SELECT count(*) FILTER (WHERE a.notif), count(*) FILTER (WHERE a.highlight)"
+                " FROM event_push_actions a WHERE a.user_id = s.user_id AND a.room_id = s.room_id"
+                " AND a.thread_id = s.thread_id AND a.stream_ordering > ("
+                "  SELECT COALESCE(MAX(r.event_stream), 0) FROM receipts r WHERE r.room_id = s.room_id"
+                "  AND r.user_id = s.user_id AND r.receipt_type IN ('m.read', 'm.read.private')"
+                "  AND r.thread_id IN ('', s.thread_id)))"
+                " WHERE s.user_id = $1 AND s.room_id = $2",
+                user_id, room_id,
+            )
+
+    async def unread_counts(self, user_id: str, room_ids: Sequence[str]) -> list[asyncpg.Record]:
+        async with self.db.connection() as conn:
+            return await conn.fetch(
+                "SELECT room_id, thread_id, notif_count, highlight_count FROM event_push_summary"
+                " WHERE user_id = $1 AND room_id = ANY($2::text[])",
+                user_id, list(room_ids),
+            )
+
+    async def total_unread(self, user_ids: Sequence[str]) -> dict[str, int]:
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT user_id, COALESCE(SUM(notif_count), 0) AS n FROM event_push_summary"
+                " WHERE user_id = ANY($1::text[]) GROUP BY user_id",
+                list(user_ids),
+            )
+        return {r["user_id"]: int(r["n"]) for r in rows}
+
+    async def notifications(
+        self, user_id: str, before: int | None, limit: int, only_highlight: bool
+    ) -> list[asyncpg.Record]:
+        """Newest first, with whether the user's receipts already cover each one."""
+        async with self.db.connection() as conn:
+            return await conn.fetch(
+                "SELECT a.room_id, a.event_id, a.stream_ordering, a.actions, a.ts, a.thread_id,"
+                " a.stream_ordering <= COALESCE((SELECT MAX(r.event_stream) FROM receipts r"
+                "  WHERE r.room_id = a.room_id AND r.user_id = a.user_id"
+                "  AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', a.thread_id)), 0)"
+                "  AS read"
+                " FROM event_push_actions a WHERE a.user_id = $1 AND a.notif"
+                " AND ($2::bigint IS NULL OR a.stream_ordering < $2) AND (NOT $3 OR a.highlight)"
+                " ORDER BY a.stream_ordering DESC LIMIT $4",
+                user_id, before, only_highlight, limit,
+            )
+
+    # -- pushers ----------------------------------------------------------------
+    async def pushers_for(self, user_ids: Sequence[str]) -> list[asyncpg.Record]:
+        async with self.db.connection() as conn:
+            return await conn.fetch(
+                "SELECT * FROM pushers WHERE user_id = ANY($1::text[]) ORDER BY user_id, app_id, pushkey",
+                list(user_ids),
+            )
+
+    async def set_pusher(self, p: dict[str, Any], append: bool) -> None:
+        async with self.db.transaction() as conn:
+            if not append:
+                await conn.execute(
+                    "DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3",
+                    p["app_id"], p["pushkey"], p["user_id"],
+                )
+            await conn.execute(
+                "INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name,"
+                " profile_tag, lang, data, device_id, pushkey_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                " ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET kind = EXCLUDED.kind,"
+                " app_display_name = EXCLUDED.app_display_name, device_display_name = EXCLUDED.device_display_name,"
+                " profile_tag = EXCLUDED.profile_tag, lang = EXCLUDED.lang, data = EXCLUDED.data,"
+                " device_id = EXCLUDED.device_id, pushkey_ts = EXCLUDED.pushkey_ts",
+                p["user_id"], p["app_id"], p["pushkey"], p["kind"], p["app_display_name"],
+                p["device_display_name"], p.get("profile_tag"), p["lang"], p["data"], p.get("device_id"),
+                p["pushkey_ts"],
+            )
+
+    async def delete_pusher(self, user_id: str, app_id: str, pushkey: str) -> None:
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3", user_id, app_id, pushkey
+            )
+
+    async def delete_pushers_for_devices(self, user_id: str, device_ids: Sequence[str]) -> None:
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "DELETE FROM pushers WHERE user_id = $1 AND device_id = ANY($2::text[])", user_id, list(device_ids)
+            )
