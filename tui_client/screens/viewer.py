@@ -51,7 +51,7 @@ class ImageViewerScreen(ModalScreen[None]):
 
     def __init__(self, name: str, data: bytes, on_save: Callable[[str, bytes], None] | None = None) -> None:
         super().__init__()
-        self.name = name
+        self.file_name = name
         self.data = data
         self.on_save = on_save
 
@@ -61,10 +61,10 @@ class ImageViewerScreen(ModalScreen[None]):
                 yield ImageWidget(io.BytesIO(self.data), id="viewer-image")
             except Exception:  # noqa: BLE001 -- bytes that are no picture get a line instead
                 yield Static(Text("This picture cannot be shown.", style="dim italic"), id="viewer-image")
-            caption = Text(self.name, style="bold")
+            caption = Text(self.file_name, style="bold")
             caption.append("   s save · Esc close", style="dim")
             yield Static(caption, id="viewer-caption")
 
     def action_save(self) -> None:
         if self.on_save is not None:
-            self.on_save(self.name, self.data)
+            self.on_save(self.file_name, self.data)
