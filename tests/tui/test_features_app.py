@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 from PIL import Image
@@ -12,7 +11,13 @@ from textual.widgets import Checkbox, Input
 from tui_client.config import Settings
 from tui_client.matrix import ApiResponse
 from tui_client.notify import DesktopNotifier
-from tui_client.screens import CreateGroupScreen, ImageViewerScreen, MainScreen, SearchScreen, UserSearchScreen
+from tui_client.screens import (
+    CreateGroupScreen,
+    ImageViewerScreen,
+    MainScreen,
+    SearchScreen,
+    UserSearchScreen,
+)
 from tui_client.widgets import MemberList, Timeline
 
 from .conftest import make_app, settle

@@ -6,7 +6,14 @@ import asyncio
 from pathlib import Path
 
 from tui_client.config import Settings
-from tui_client.media import MediaCache, downloads_dir, safe_filename, save_media, unique_path, wants_thumbnail
+from tui_client.media import (
+    MediaCache,
+    downloads_dir,
+    safe_filename,
+    save_media,
+    unique_path,
+    wants_thumbnail,
+)
 from tui_client.model import ClientState, Gap, Notification, TimelineEvent
 from tui_client.notify import DesktopNotifier, notify_send_argv
 from tui_client.present import (

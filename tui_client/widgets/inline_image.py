@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import io
 
+import textual_image.widget  # noqa: F401 -- asks the terminal its cell size now, before Textual owns it
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.segment import Segment
 from rich.text import Text
-import textual_image.widget  # noqa: F401 -- asks the terminal its cell size now, before Textual owns it
 from textual_image.renderable.halfcell import Image as HalfcellImage
 
 #: The most cells an inline picture takes: wide enough to recognise, short enough to scroll past.

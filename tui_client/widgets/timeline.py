@@ -7,15 +7,13 @@ from datetime import tzinfo
 from typing import ClassVar
 
 from rich.console import Group, RenderableType
-from textual.widgets.option_list import OptionDoesNotExist
-
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import OptionList
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
-from ..model import Gap, Room, TimelineEntry, TimelineEvent
 from ..media import media_url
+from ..model import Gap, Room, TimelineEntry, TimelineEvent
 from ..present import timeline_lines
 from .inline_image import InlineImage
 
