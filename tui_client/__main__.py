@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from .app import DEFAULT_HOMESERVER, ParleyApp
-from .config import SessionStore
+from .config import SessionStore, Settings
 from .matrix import HttpxTransport, LoggedOut, MatrixClient, MatrixError, Session, TransportError
 
 
@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="tui-client", description="Parley's terminal Matrix client.")
     parser.add_argument("--homeserver", help=f"homeserver URL (default: the saved one, else {DEFAULT_HOMESERVER})")
     parser.add_argument("--user", help="user id to log in as, e.g. @alice:example.org")
+    parser.add_argument("--notify", action="store_true",
+                        help="desktop notifications (notify-send) for mentions and direct messages")
     parser.add_argument("--logout", action="store_true", help="log out the saved session and exit")
     args = parser.parse_args(argv)
     store = SessionStore()
@@ -42,7 +44,10 @@ def main(argv: list[str] | None = None) -> None:
         session = None  # asked for a different account: log in afresh
     homeserver = (args.homeserver or (session.homeserver if session else DEFAULT_HOMESERVER)).rstrip("/")
     client = MatrixClient(HttpxTransport(homeserver), homeserver, session)
-    ParleyApp(client, store=store, user_hint=args.user or "").run()
+    settings = Settings.load()
+    if args.notify:
+        settings.desktop_notifications = True
+    ParleyApp(client, store=store, user_hint=args.user or "", settings=settings).run()
 
 
 if __name__ == "__main__":

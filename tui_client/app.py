@@ -10,7 +10,7 @@ from typing import Any
 from textual import on, work
 from textual.app import App
 
-from .config import SessionStore
+from .config import SessionStore, Settings
 from .matrix import (
     ConnectionStatus,
     HttpxTransport,
@@ -21,7 +21,10 @@ from .matrix import (
     Transport,
     TransportError,
 )
+from .media import MediaCache
 from .model import ClientState
+from .notify import DesktopNotifier
+from .present import notification_text, should_notify
 from .screens import LoginScreen, MainScreen
 
 DEFAULT_HOMESERVER = "http://127.0.0.1:8008"
@@ -32,7 +35,9 @@ class ParleyApp(App[None]):
 
     ``client`` is the Matrix client layer (its transport decides where requests go);
     ``transport_factory`` makes a transport for a homeserver typed on the login screen;
-    ``tz`` fixes the timezone of timestamps (None: local time); ``clock`` gives "now" in ms.
+    ``tz`` fixes the timezone of timestamps (None: local time); ``clock`` gives "now" in ms;
+    ``settings`` are the user's preferences; ``notifier`` sends desktop popups (built from
+    the settings when not given).
     """
 
     TITLE = "Parley"
@@ -47,6 +52,8 @@ class ParleyApp(App[None]):
         transport_factory: Callable[[str], Transport] = HttpxTransport,
         tz: tzinfo | None = None,
         clock: Callable[[], float] = time.time,
+        settings: Settings | None = None,
+        notifier: DesktopNotifier | None = None,
     ) -> None:
         super().__init__()
         self.client = client
@@ -55,6 +62,9 @@ class ParleyApp(App[None]):
         self.transport_factory = transport_factory
         self.tz = tz
         self.clock = clock
+        self.settings = settings or Settings()
+        self.notifier = notifier or DesktopNotifier(self.settings.desktop_notifications)
+        self.media = MediaCache()
         self.model = ClientState(client.session.user_id if client.session else "")
         client.on_session_changed = self._session_changed
         client.add_status_listener(self._status_changed)
@@ -128,11 +138,19 @@ class ParleyApp(App[None]):
         if screen is None or not screen.ready:
             return  # the screen draws everything from the model when it mounts
         screen.refresh_from_model(update)
+        rang = False
         for notification in update.notifications:
             in_view = notification.room_id == screen.room_id and self.app_focus
-            if not in_view and (notification.highlight or notification.is_direct):
+            if not should_notify(notification, in_view):
+                continue
+            if not rang:
                 self.bell()
-                break
+                rang = True
+            room = self.model.rooms.get(notification.room_id)
+            if room is not None and self.notifier.available:
+                title, body = notification_text(room, room.event(notification.event_id), self.model.user_id)
+                self.run_worker(self.notifier.notify(title, body, urgent=notification.highlight),
+                                group="notify")
 
     def _main_screen(self) -> MainScreen | None:
         for screen in self.screen_stack:

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dm": ("<@user:server>", "open (or create) a direct chat"),
     "create": ("[--public] <name> [@invitee ...]", "create a group room"),
     "upload": ("<path>", "upload and send a file or image"),
-    "search": ("<words>", "search messages in the current room"),
+    "search": ("<words>", "search messages in all your rooms"),
     "help": ("", "show keys and commands"),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from platformdirs import user_config_path
@@ -42,3 +43,28 @@ class SessionStore:
             json.dump(session.to_json(), handle, indent=2)
         os.chmod(temporary, 0o600)  # O_CREAT's mode does not apply to an existing file
         os.replace(temporary, self.path)
+
+
+@dataclass
+class Settings:
+    """User preferences from ``settings.json`` beside the session (all optional).
+
+    ``desktop_notifications``: popups via ``notify-send`` for mentions and DMs.
+    ``downloads_dir``: where saved files go (default ``~/Downloads``, else the config dir).
+    """
+
+    desktop_notifications: bool = False
+    downloads_dir: str | None = None
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Settings:
+        path = path or user_config_path(APP_NAME, appauthor=False) / "settings.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls()
+        if not isinstance(data, dict):
+            return cls()
+        folder = data.get("downloads_dir")
+        return cls(desktop_notifications=data.get("desktop_notifications") is True,
+                   downloads_dir=folder if isinstance(folder, str) and folder else None)

@@ -52,6 +52,20 @@ class Member:
     avatar_url: str | None = None
 
 
+#: Presence states, most available first (the member list sorts by this).
+PRESENCE_ORDER = ("online", "unavailable", "offline")
+
+
+@dataclass
+class Presence:
+    """A user's ``m.presence`` as last seen in a sync."""
+
+    presence: str = "offline"
+    currently_active: bool = False
+    last_active_ago: int | None = None
+    status_msg: str | None = None
+
+
 @dataclass
 class Gap:
     """Missing history before the next entry; ``token`` is a ``/messages`` ``from`` token."""
@@ -182,6 +196,8 @@ class Room:
     receipts: dict[str, str] = field(default_factory=dict)
     typing: list[str] = field(default_factory=list)
     fully_read: str | None = None
+    #: the full member list was loaded with ``/members`` (sync lazy-loads only senders)
+    members_loaded: bool = False
     is_direct: bool = False
     last_activity_ts: int = 0
     #: sender of our own invite membership event, for invites
@@ -214,6 +230,30 @@ class Room:
     @property
     def inviter(self) -> str | None:
         return self.invited_by if self.membership == "invite" else None
+
+    def member_list(self) -> list[Member]:
+        """Joined members, then invited ones, each group by display name (case-blind)."""
+        present = [m for m in self.members.values() if m.membership in ("join", "invite")]
+        return sorted(present, key=lambda m: (m.membership != "join", self.member_name(m.user_id).lower(),
+                                              m.user_id))
+
+    def first_unread(self, own_user_id: str, after: str | None = None) -> TimelineEvent | None:
+        """The first message from someone else after the read marker ``after`` (default: ours).
+
+        None when the marker is the latest event, or when it is not loaded (then everything
+        loaded may be unread, and the caller decides).
+        """
+        marker = after if after is not None else self.fully_read
+        if marker is None or marker not in self._by_id:
+            return None
+        seen = False
+        for entry in self.timeline:
+            if not isinstance(entry, TimelineEvent):
+                continue
+            if seen and entry.sender != own_user_id and entry.type in MESSAGE_TYPES and not entry.redacted:
+                return entry
+            seen = seen or entry.event_id == marker
+        return None
 
     def readers_of(self, event_id: str) -> list[str]:
         """Users whose latest read receipt is exactly ``event_id``, sorted."""
@@ -299,6 +339,8 @@ class SyncUpdate:
     rooms_changed: set[str] = field(default_factory=set)
     rooms_removed: set[str] = field(default_factory=set)
     room_list_changed: bool = False
+    #: users whose presence changed (the member list redraws)
+    presence_changed: set[str] = field(default_factory=set)
     notifications: list[Notification] = field(default_factory=list)
 
 
@@ -310,6 +352,7 @@ class ClientState:
         self.rooms: dict[str, Room] = {}
         self.direct: dict[str, list[str]] = {}
         self.account_data: dict[str, JsonDict] = {}
+        self.presence: dict[str, Presence] = {}
         self.next_batch: str | None = None
 
     # -- sync ----------------------------------------------------------------------------
@@ -324,6 +367,10 @@ class ClientState:
                 if event["type"] == "m.direct":
                     self._set_direct(event["content"])
                     update.room_list_changed = True
+        for event in _events(response.get("presence")):
+            if event.get("type") == "m.presence" and isinstance(event.get("sender"), str):
+                self.presence[event["sender"]] = _presence(_dict(event.get("content")))
+                update.presence_changed.add(event["sender"])
         rooms = _dict(response.get("rooms"))
         for room_id, data in _dict(rooms.get("invite")).items():
             self._apply_invite(room_id, _dict(data))
@@ -599,6 +646,42 @@ class ClientState:
         if room is not None:
             for event in _events(response.get("chunk")):
                 self._apply_state_event(room, event)
+            room.members_loaded = True
+
+    def apply_context(self, room_id: str, response: Mapping[str, Any]) -> str | None:
+        """Load a ``/context/{eventId}`` answer into the timeline; return the event id shown.
+
+        When the event is already loaded nothing changes. Otherwise the context is
+        placed as an island where its time belongs: just before the gap that precedes
+        the first later event, itself preceded by a new gap (the context's ``start``
+        token) so scrolling up from the island loads what came before it. The old gap
+        stays after the island and still fills the history between it and the newer part.
+        """
+        room = self.rooms.get(room_id)
+        target = _dict(response.get("event"))
+        event_id = target.get("event_id")
+        if room is None or not isinstance(event_id, str):
+            return None
+        for event in _events(response.get("state")):
+            if event.get("type") == "m.room.member" and event.get("state_key") not in room.members:
+                self._apply_state_event(room, event)
+        if event_id in room._by_id:
+            return event_id
+        ts = _int(target.get("origin_server_ts"))
+        index = next((i for i, entry in enumerate(room.timeline)
+                      if isinstance(entry, TimelineEvent) and entry.origin_server_ts > ts), len(room.timeline))
+        gap_index = next((i for i in range(index - 1, -1, -1) if isinstance(room.timeline[i], Gap)), None)
+        position = gap_index if gap_index is not None else index
+        if isinstance(response.get("start"), str):
+            room.timeline.insert(position, Gap(response["start"]))
+            position += 1
+        island = [*reversed(list(_events(response.get("events_before")))), target,
+                  *_events(response.get("events_after"))]
+        for event in island:
+            if event.get("type") == "m.room.member" and event.get("state_key") not in room.members:
+                self._apply_state_event(room, event)
+            position = self._ingest(room, event, position)
+        return event_id
 
     # -- local echoes ----------------------------------------------------------------------
 
@@ -714,6 +797,19 @@ class ClientState:
             latest = self.latest_event_id(room_id)
             if latest is not None:
                 room.receipts[self.user_id] = latest
+                room.fully_read = latest
+
+
+def _presence(content: Mapping[str, Any]) -> Presence:
+    state = content.get("presence")
+    ago = content.get("last_active_ago")
+    message = content.get("status_msg")
+    return Presence(
+        presence=state if state in PRESENCE_ORDER else "offline",
+        currently_active=content.get("currently_active") is True,
+        last_active_ago=ago if isinstance(ago, int) and not isinstance(ago, bool) else None,
+        status_msg=message if isinstance(message, str) and message else None,
+    )
 
 
 def _str(value: object) -> str:

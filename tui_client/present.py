@@ -11,7 +11,7 @@ from datetime import datetime, tzinfo
 
 from rich.text import Text
 
-from .model import Gap, Room, SendStatus, TimelineEntry, TimelineEvent
+from .model import Gap, Member, Notification, Presence, Room, SendStatus, TimelineEntry, TimelineEvent
 from .render import body_text, sender_colour
 from .text import clean_text, human_size
 
@@ -181,11 +181,26 @@ def membership_text(room: Room, item: TimelineEvent) -> Text:
     return Text("· ", style=dim) + subject + Text(" changed membership", style=dim)
 
 
-def timeline_lines(room: Room, own_user_id: str, tz: tzinfo | None) -> list[tuple[str, Text, TimelineEntry | None]]:
-    """The timeline as ``(option id, text, entry)`` rows, with day separators between days."""
+NEW_MESSAGES_ID = "new-messages"
+
+
+def new_messages_label() -> Text:
+    return Text("── new messages ──", style="bold red", justify="center")
+
+
+def timeline_lines(room: Room, own_user_id: str, tz: tzinfo | None,
+                   unread_after: str | None = None) -> list[tuple[str, Text, TimelineEntry | None]]:
+    """The timeline as ``(option id, text, entry)`` rows, with day separators between days.
+
+    With ``unread_after`` (the fully-read event id), a "new messages" line goes after
+    that event when someone else's message follows it.
+    """
     rows: list[tuple[str, Text, TimelineEntry | None]] = []
     last_day: str | None = None
+    first_unread = room.first_unread(own_user_id, unread_after) if unread_after else None
     for index, entry in enumerate(room.timeline):
+        if first_unread is not None and entry is first_unread:
+            rows.append((NEW_MESSAGES_ID, new_messages_label(), None))
         if isinstance(entry, Gap):
             rows.append((f"gap-{index}", gap_label(), entry))
             continue
@@ -231,3 +246,49 @@ def typing_text(room: Room, own_user_id: str) -> Text:
     if len(names) <= 3:
         return Text(f"{', '.join(names[:-1])} and {names[-1]} are typing…", style="dim italic")
     return Text("Several people are typing…", style="dim italic")
+
+
+PRESENCE_DOTS = {"online": ("●", "green"), "unavailable": ("●", "yellow"), "offline": ("○", "dim")}
+
+
+def member_row(room: Room, member: Member, presence: Presence | None) -> Text:
+    """A member-list line: presence dot, the name in the user's colour, and ``invited``."""
+    dot, style = PRESENCE_DOTS.get(presence.presence if presence else "offline", ("○", "dim"))
+    text = Text(f"{dot} ", style=style)
+    text.append(room.member_name(member.user_id), style=sender_colour(member.user_id))
+    if member.membership == "invite":
+        text.append(" (invited)", style="dim italic")
+    return text
+
+
+def member_count_label(room: Room) -> Text:
+    members = room.member_list()
+    joined = sum(1 for m in members if m.membership == "join")
+    invited = len(members) - joined
+    label = f"{joined} member{'s' if joined != 1 else ''}"
+    if invited:
+        label += f", {invited} invited"
+    return Text(label, style="bold dim")
+
+
+def notification_text(room: Room, event: TimelineEvent | None, own_user_id: str) -> tuple[str, str]:
+    """(title, body) of a desktop notification for a new message, cleaned and short."""
+    room_name = room.display_name(own_user_id)
+    if event is None:
+        return room_name, "New message"
+    sender = room.member_name(event.sender)
+    title = sender if room.is_direct else f"{sender} in {room_name}"
+    if event.msgtype in MEDIA_ICONS:
+        body = f"sent {clean_text(event.content.get('body'), single_line=True) or 'a file'}"
+    elif event.type == "m.room.encrypted":
+        body = "encrypted message"
+    else:
+        body = clean_text(event.body, single_line=True)
+    if len(body) > 200:
+        body = body[:199] + "…"
+    return title, body
+
+
+def should_notify(notification: Notification, room_in_view: bool) -> bool:
+    """Mentions and direct messages, in rooms the user is not looking at."""
+    return not room_in_view and (notification.highlight or notification.is_direct)

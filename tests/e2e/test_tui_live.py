@@ -129,3 +129,95 @@ async def test_tui_and_script_exchange_messages(server: Any, tmp_path: Path) -> 
             server_name, media_id = mxc[len("mxc://"):].split("/", 1)
             r = await http.get(f"/_matrix/client/v1/media/download/{server_name}/{media_id}", headers=hb)
             assert r.status_code == 200 and r.content == buf.getvalue()
+
+
+async def _start_tui(server: Any, who: dict[str, Any]) -> ParleyApp:
+    session = Session(homeserver=server.base_url, user_id=who["user_id"],
+                      access_token=who["access_token"], device_id=who["device_id"])
+    client = MatrixClient(HttpxTransport(server.base_url), server.base_url, session)
+    return ParleyApp(client, tz=UTC, transport_factory=HttpxTransport)
+
+
+async def test_tui_member_list_user_search_and_direct_chat(server: Any) -> None:
+    from tui_client.screens import UserSearchScreen
+    from tui_client.widgets import MemberList
+
+    async with server.client() as http:
+        alice = await register(http, "alice")
+        bob = await register(http, "bob")
+        carol = await register(http, "carol")
+        hb = auth_header(bob["access_token"])
+        await http.put(f"{V3}/profile/{bob['user_id']}/displayname", headers=hb, json={"displayname": "Bobby"})
+        room = (await http.post(f"{V3}/createRoom", headers=hb, json={
+            "name": "Crowd", "invite": [alice["user_id"], carol["user_id"]]})).json()["room_id"]
+        assert (await http.post(f"{V3}/join/{room}", headers=auth_header(alice["access_token"]), json={})).status_code == 200
+
+        app = await _start_tui(server, alice)
+        async with app.run_test(size=(110, 30)) as pilot:
+            await wait_for(pilot, lambda: room in app.model.rooms, "the room in the TUI")
+            screen = app.screen
+            assert isinstance(screen, MainScreen)
+            screen.open_room(room)
+            await pilot.pause()
+
+            # F2: the member list comes from /members, invited members included.
+            await pilot.press("f2")
+            await wait_for(pilot, lambda: app.model.rooms[room].members_loaded, "/members loaded")
+            await pilot.pause()
+            members = screen.query_one(MemberList)
+            assert members.user_ids() == [alice["user_id"], bob["user_id"], carol["user_id"]]  # joined by name, then invited
+            assert "Bobby" in str(members.get_option(bob["user_id"]).prompt)
+
+            # Ctrl+O: the user directory finds bob; Enter creates a DM and records it in m.direct.
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            dialog = app.screen
+            assert isinstance(dialog, UserSearchScreen)
+            await pilot.press(*"bobby")
+            await wait_for(pilot, lambda: dialog.results, "user directory results")
+            assert dialog.results == [bob["user_id"]]
+            await pilot.press("enter")
+            dm = await wait_for(pilot, lambda: app.model.direct_room_with(bob["user_id"]), "the DM in m.direct")
+            await wait_for(pilot, lambda: screen.room_id == dm, "the DM opened")
+            assert app.model.rooms[dm].is_direct
+
+        # Bob has a direct-chat invite from alice.
+        invite: dict[str, Any] = {}
+        for _ in range(10):
+            body = await script_sync(http, hb, None)
+            invite = body.get("rooms", {}).get("invite", {}).get(dm, {})
+            if invite:
+                break
+        events = invite.get("invite_state", {}).get("events", [])
+        mine = next(e for e in events if e["type"] == "m.room.member" and e["state_key"] == bob["user_id"])
+        assert mine["content"].get("is_direct") is True and mine["sender"] == alice["user_id"]
+
+
+async def test_tui_shows_an_uploaded_image_inline(server: Any) -> None:
+    from tui_client.widgets import Timeline
+
+    async with server.client() as http:
+        alice = await register(http, "alice")
+        bob = await register(http, "bob")
+        hb = auth_header(bob["access_token"])
+        room = (await http.post(f"{V3}/createRoom", headers=hb, json={"name": "Pics", "invite": [alice["user_id"]]})).json()["room_id"]
+        assert (await http.post(f"{V3}/join/{room}", headers=auth_header(alice["access_token"]), json={})).status_code == 200
+        buf = io.BytesIO()
+        Image.new("RGB", (48, 32), (20, 90, 200)).save(buf, "PNG")
+        upload = await http.post("/_matrix/media/v3/upload", headers={**hb, "Content-Type": "image/png"},
+                                 params={"filename": "blue.png"}, content=buf.getvalue())
+        assert upload.status_code == 200, upload.text
+        sent = await http.put(f"{V3}/rooms/{room}/send/m.room.message/{random.getrandbits(32)}", headers=hb, json={
+            "msgtype": "m.image", "body": "blue.png", "url": upload.json()["content_uri"],
+            "info": {"mimetype": "image/png", "size": len(buf.getvalue()), "w": 48, "h": 32}})
+        event_id = sent.json()["event_id"]
+
+        app = await _start_tui(server, alice)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: room in app.model.rooms, "the room in the TUI")
+            screen = app.screen
+            assert isinstance(screen, MainScreen)
+            screen.open_room(room)
+            timeline = screen.query_one(Timeline)
+            inline = await wait_for(pilot, lambda: timeline.inline_images().get(event_id), "the inline picture")
+            assert inline.ok and inline.data == buf.getvalue()

@@ -105,3 +105,37 @@ def test_login_screen(snap_compare) -> None:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=blink_off)
+
+
+def test_member_list_and_inline_image(snap_compare) -> None:
+    import io
+
+    from PIL import Image
+
+    from tui_client.matrix import ApiResponse
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 18), (40, 120, 220)).save(buf, "PNG")
+    sync_with_picture = showcase_sync()
+    shot = next(e for e in sync_with_picture["rooms"]["join"][SHOWCASE]["timeline"]["events"] if e["event_id"] == "$img")
+    shot["content"]["info"]["size"] = len(buf.getvalue())
+    app, transport = make_app([sync_with_picture])
+    transport.route("GET", r"/_matrix/client/v1/media/download/example\.org/shot",
+                    ApiResponse(200, buf.getvalue(), {"content-type": "image/png"}))
+    transport.route("GET", r"/_matrix/client/v3/rooms/[^/]+/members", {"chunk": [
+        member(ME, "Me"), member(ALICE, "Alice"), member(BOB, "Bob"), member("@carol:example.org", "Carol", "invite")]})
+
+    async def members_and_picture(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("f2")
+        timeline = pilot.app.screen.query_one("Timeline")
+        for _ in range(100):
+            if "$img" in timeline.inline_images() and pilot.app.model.rooms[SHOWCASE].members_loaded:
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+        timeline.select_event("$img")
+        await pilot.pause()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=members_and_picture)

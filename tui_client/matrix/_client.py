@@ -410,7 +410,13 @@ class MatrixClient:
         return await self._json("GET", f"{CLIENT}/rooms/{_q(room_id)}/messages", params=params)
 
     async def members(self, room_id: str) -> JsonDict:
+        """``GET /rooms/{room}/members``: every member event (sync lazy-loads only senders)."""
         return await self._json("GET", f"{CLIENT}/rooms/{_q(room_id)}/members")
+
+    async def context(self, room_id: str, event_id: str, limit: int = 10) -> JsonDict:
+        """``GET /rooms/{room}/context/{event}``: an event with ``limit`` events around it."""
+        params = {"limit": str(limit), "filter": json.dumps({"lazy_load_members": True})}
+        return await self._json("GET", f"{CLIENT}/rooms/{_q(room_id)}/context/{_q(event_id)}", params=params)
 
     # -- membership and room settings --------------------------------------------------------
 
@@ -511,7 +517,8 @@ class MatrixClient:
         return [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
 
     async def search_messages(self, term: str, room_id: str | None = None) -> list[JsonDict]:
-        """Server-side full-text search over room events; returns the matching events."""
+        """Server-side full-text search over room events (all joined rooms when ``room_id``
+        is None); returns the matching events, each with its ``room_id``."""
         criteria: JsonDict = {"search_term": term, "order_by": "recent"}
         if room_id is not None:
             criteria["filter"] = {"rooms": [room_id]}
@@ -533,6 +540,16 @@ class MatrixClient:
         server, media_id = parse_mxc(mxc_uri)
         response = await self._call("GET", f"/_matrix/client/v1/media/download/{_q(server)}/{_q(media_id)}",
                                     timeout=300.0)
+        content_type = next((v for k, v in response.headers.items() if k.lower() == "content-type"),
+                            "application/octet-stream")
+        return response.body, content_type
+
+    async def thumbnail(self, mxc_uri: str, width: int, height: int, method: str = "scale") -> tuple[bytes, str]:
+        """Authenticated thumbnail (``/_matrix/client/v1/media/thumbnail``): (bytes, content type)."""
+        server, media_id = parse_mxc(mxc_uri)
+        response = await self._call("GET", f"/_matrix/client/v1/media/thumbnail/{_q(server)}/{_q(media_id)}",
+                                    params={"width": str(width), "height": str(height), "method": method},
+                                    timeout=120.0)
         content_type = next((v for k, v in response.headers.items() if k.lower() == "content-type"),
                             "application/octet-stream")
         return response.body, content_type

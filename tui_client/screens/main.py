@@ -25,17 +25,22 @@ from ..matrix import (
     reaction_content,
     reply_content,
 )
+from ..media import downloads_dir, media_url, save_media, wants_thumbnail
 from ..model import Room, SyncUpdate, TimelineEvent
 from ..present import event_text, typing_text
 from ..render import markdown_to_html
-from ..widgets import Composer, RoomList, StatusBar, Timeline
+from ..widgets import Composer, MemberList, RoomList, StatusBar, Timeline
 from .help import HelpScreen
-from .modals import PromptScreen, QuickSwitcher, ResultsScreen
+from .modals import PromptScreen, QuickSwitcher
+from .people import CreateGroupScreen, GroupRequest, UserSearchScreen
+from .search import SearchHit, SearchScreen
+from .viewer import ImageViewerScreen
 
 if TYPE_CHECKING:
     from ..app import ParleyApp
 
 TYPING_RESEND_S = 4.0
+THUMBNAIL = (320, 240)
 
 
 class MainScreen(Screen[None]):
@@ -46,6 +51,11 @@ class MainScreen(Screen[None]):
     | Ctrl+K | quick switcher |
     | F1 | help |
     | Ctrl+N / Ctrl+P | next / previous room |
+    | F2 | show / hide the member list |
+    | Ctrl+O | start a chat (user search) |
+    | Ctrl+T | new group |
+    | Ctrl+F | search messages in all rooms |
+    | Ctrl+G | jump to the first unread message |
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -54,6 +64,11 @@ class MainScreen(Screen[None]):
         Binding("f1", "help", "Help", priority=True),
         Binding("ctrl+n", "cycle_room(1)", "Next room", show=False, priority=True),
         Binding("ctrl+p", "cycle_room(-1)", "Previous room", show=False, priority=True),
+        Binding("f2", "toggle_members", "Members", priority=True),
+        Binding("ctrl+o", "start_chat", "Chat with…", priority=True),
+        Binding("ctrl+t", "new_group", "New group", show=False, priority=True),
+        Binding("ctrl+f", "search", "Search", priority=True),
+        Binding("ctrl+g", "jump_unread", "First unread", show=False, priority=True),
     ]
 
     DEFAULT_CSS = """
@@ -105,6 +120,12 @@ class MainScreen(Screen[None]):
         self.editing: TimelineEvent | None = None
         self._last_typing_sent = 0.0
         self._typing_room: str | None = None
+        #: room id -> the fully-read event when the room was opened: where "new messages" goes
+        self.unread_markers: dict[str, str | None] = {}
+        self._fetching: set[tuple[str, str]] = set()
+        self._members_loading: set[str] = set()
+        #: a room we created or asked for, opened as soon as a sync brings it
+        self._open_when_synced: str | None = None
         self.ready = False
 
     @property
@@ -125,6 +146,7 @@ class MainScreen(Screen[None]):
                 yield Static(id="typing")
                 yield Static(id="context")
                 yield Composer(id="composer")
+            yield MemberList(id="members")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -137,6 +159,9 @@ class MainScreen(Screen[None]):
     def refresh_from_model(self, update: SyncUpdate | None) -> None:
         """Redraw after a sync (``update``) or a local change (None: everything)."""
         model = self.parley.model
+        if self._open_when_synced is not None and self._open_when_synced in model.rooms:
+            room_id, self._open_when_synced = self._open_when_synced, None
+            self.open_room(room_id)
         if self.room_id is not None and self.room_id not in model.rooms:
             self.room_id = None
         if self.room_id is None:
@@ -150,6 +175,8 @@ class MainScreen(Screen[None]):
             self._draw_room(model.rooms[self.room_id])
             if update is not None:
                 self._mark_read()
+        elif update is not None and update.presence_changed and self.query_one(MemberList).shown:
+            self.query_one(MemberList).show(model, self.current_room)
         self.draw_status()
 
     def draw_status(self) -> None:
@@ -169,8 +196,14 @@ class MainScreen(Screen[None]):
             text.append(room.display_name(own), style="bold")
             self.query_one("#invite-text", Static).update(text)
             return
-        self.query_one(Timeline).show(room, own, self.parley.tz)
+        self.query_one(Timeline).show(room, own, self.parley.tz, images=self._inline_images(room),
+                                      unread_after=self.unread_markers.get(room.room_id))
         self.query_one("#typing", Static).update(typing_text(room, own))
+        members = self.query_one(MemberList)
+        if members.shown:
+            members.show(self.parley.model, room)
+            self._ensure_members(room)
+        self._fetch_inline_images(room)
 
     @property
     def current_room(self) -> Room | None:
@@ -182,6 +215,8 @@ class MainScreen(Screen[None]):
         if room_id != self.room_id:
             self._stop_typing()
             self._set_context(None, None)
+            # Remember where reading stopped before this visit marks everything read.
+            self.unread_markers[room_id] = self.parley.model.rooms[room_id].fully_read
         self.room_id = room_id
         self.query_one(RoomList).show(self.parley.model, room_id)
         self._draw_room(self.parley.model.rooms[room_id])
@@ -264,6 +299,8 @@ class MainScreen(Screen[None]):
             if event.redacted:
                 return
             self._call(self.parley.client.redact(room.room_id, event.event_id), done="Message deleted.")
+        elif message.action in ("open", "save"):
+            self._open_or_save(event, save=message.action == "save")
         elif message.action == "react":
             self.app.push_screen(PromptScreen("React with:", "👍"),
                                  lambda key: self._react(room.room_id, event, key) if key else None)
@@ -422,11 +459,7 @@ class MainScreen(Screen[None]):
         elif command.name == "me":
             self.send_text(command.argument, msgtype="m.emote")
         elif command.name == "dm":
-            existing = self.parley.model.direct_room_with(first)
-            if existing is not None:
-                self.open_room(existing)
-            else:
-                self._call(client.create_dm(first), done=f"Started a chat with {first}.")
+            self.start_dm(first)
         elif command.name == "create":
             words = command.words
             public = "--public" in words
@@ -437,7 +470,7 @@ class MainScreen(Screen[None]):
         elif command.name == "upload":
             self.upload(room_id, Path(command.argument).expanduser())  # type: ignore[arg-type]
         elif command.name == "search":
-            self.search(command.argument, room_id)
+            self.action_search(command.argument)
 
     @work(group="upload")
     async def upload(self, room_id: str, path: Path) -> None:
@@ -459,26 +492,211 @@ class MainScreen(Screen[None]):
         content = {"msgtype": msgtype, "body": path.name, "filename": path.name, "url": uri, "info": info}
         self._send(room_id, "m.room.message", content)
 
-    @work(group="search", exclusive=True)
-    async def search(self, term: str, room_id: str | None) -> None:
-        try:
-            results = await self.parley.client.search_messages(term, room_id)
-        except (MatrixError, TransportError, LoggedOut) as error:
-            self.notify(f"Search failed: {error}", severity="error")
+    # -- people ------------------------------------------------------------------------------------
+
+    def start_dm(self, user_id: str) -> None:
+        """Open the direct chat with ``user_id``, creating it (and ``m.direct``) when there is none."""
+        if user_id == self.parley.model.user_id:
+            self.notify("That is you.", severity="warning")
             return
-        room = self.current_room
-        lines: list[Text] = []
-        for result in results:
-            if room is None:
-                break
+        existing = self.parley.model.direct_room_with(user_id)
+        if existing is not None:
+            self.open_room(existing)
+            return
+
+        async def create() -> None:
+            room_id = await self.parley.client.create_dm(user_id)
+            self._open_when_synced = room_id
+            if room_id in self.parley.model.rooms:
+                self.refresh_from_model(None)
+
+        self._call(create(), done=f"Invited {user_id} to a direct chat.")
+
+    def create_group(self, request: GroupRequest | None) -> None:
+        if request is None:
+            return
+
+        async def create() -> None:
+            room_id = await self.parley.client.create_room(
+                name=request.name, topic=request.topic or None, invite=request.invite, public=request.public)
+            self._open_when_synced = room_id
+            if room_id in self.parley.model.rooms:
+                self.refresh_from_model(None)
+
+        self._call(create(), done=f"Created {request.name}.")
+
+    def action_start_chat(self) -> None:
+        self.app.push_screen(UserSearchScreen(self.parley.client.search_users),
+                             lambda user_id: self.start_dm(user_id) if user_id else None)
+
+    def action_new_group(self) -> None:
+        self.app.push_screen(CreateGroupScreen(), self.create_group)
+
+    @on(MemberList.MemberChosen)
+    def _member_chosen(self, message: MemberList.MemberChosen) -> None:
+        self.start_dm(message.user_id)
+
+    @on(MemberList.Back)
+    def _members_back(self) -> None:
+        self.query_one(Composer).focus()
+
+    def action_toggle_members(self) -> None:
+        members = self.query_one(MemberList)
+        members.set_class(not members.shown, "shown")
+        if members.shown:
+            members.show(self.parley.model, self.current_room)
+            if self.current_room is not None:
+                self._ensure_members(self.current_room)
+
+    def _ensure_members(self, room: Room) -> None:
+        if room.membership == "join" and not room.members_loaded and room.room_id not in self._members_loading:
+            self._members_loading.add(room.room_id)
+            self.load_members(room.room_id)
+
+    @work(group="members")
+    async def load_members(self, room_id: str) -> None:
+        try:
+            response = await self.parley.client.members(room_id)
+        except (MatrixError, TransportError, LoggedOut) as error:
+            self.notify(f"Could not load members: {error}", severity="error")
+            return
+        finally:
+            self._members_loading.discard(room_id)
+        self.parley.model.apply_members(room_id, response)
+        if room_id == self.room_id:
+            self.query_one(MemberList).show(self.parley.model, self.current_room)
+
+    # -- search and jumps ----------------------------------------------------------------------------
+
+    async def _search_messages(self, term: str) -> list[SearchHit]:
+        model, own = self.parley.model, self.parley.model.user_id
+        hits: list[SearchHit] = []
+        for result in await self.parley.client.search_messages(term):
+            room = model.rooms.get(str(result.get("room_id", "")))
+            event_id = result.get("event_id")
+            if room is None or not isinstance(event_id, str):
+                continue
             item = TimelineEvent(
-                event_id=result.get("event_id"), sender=str(result.get("sender", "")),
-                type=str(result.get("type", "")), origin_server_ts=int(result.get("origin_server_ts", 0)),
+                event_id=event_id, sender=str(result.get("sender", "")), type=str(result.get("type", "")),
+                origin_server_ts=int(result.get("origin_server_ts", 0)),
                 original_content=result["content"] if isinstance(result.get("content"), dict) else {})
-            text = event_text(room, item, self.parley.model.user_id, self.parley.tz)
-            if text is not None:
-                lines.append(text)
-        self.app.push_screen(ResultsScreen(f"Search: {term} ({len(lines)} found)", lines))
+            text = event_text(room, item, own, self.parley.tz)
+            if text is None:
+                continue
+            line = Text(f"{room.display_name(own)} · ", style="bold dim")
+            line.append_text(text)
+            hits.append(SearchHit(room.room_id, event_id, line))
+        return hits
+
+    def action_search(self, term: str = "") -> None:
+        self.app.push_screen(SearchScreen(self._search_messages, term),
+                             lambda hit: self.jump_to(hit.room_id, hit.event_id) if hit else None)
+
+    @work(group="jump", exclusive=True)
+    async def jump_to(self, room_id: str, event_id: str) -> None:
+        """Open ``room_id`` with the cursor on ``event_id``, loading its context when not loaded."""
+        model = self.parley.model
+        room = model.rooms.get(room_id)
+        if room is None:
+            return
+        self.open_room(room_id)
+        if room.event(event_id) is None:
+            try:
+                context = await self.parley.client.context(room_id, event_id)
+            except (MatrixError, TransportError, LoggedOut) as error:
+                self.notify(f"Could not load that message: {error}", severity="error")
+                return
+            model.apply_context(room_id, context)
+            if room_id != self.room_id:
+                return
+            self._draw_room(room)
+        timeline = self.query_one(Timeline)
+        if timeline.select_event(event_id):
+            timeline.focus()
+
+    def action_jump_unread(self) -> None:
+        room = self.current_room
+        if room is None:
+            return
+        marker = self.unread_markers.get(room.room_id)
+        target = room.first_unread(self.parley.model.user_id, marker) if marker else None
+        if target is not None and target.event_id is not None:
+            timeline = self.query_one(Timeline)
+            timeline.select_event(target.event_id)
+            timeline.focus()
+        elif marker is not None and room.event(marker) is None:
+            self.jump_to(room.room_id, marker)  # the marker is in unloaded history: fetch around it
+        else:
+            self.notify("No unread messages.")
+
+    # -- media -----------------------------------------------------------------------------------------
+
+    def _inline_images(self, room: Room) -> dict[str, bytes]:
+        images: dict[str, bytes] = {}
+        for event in room.events():
+            url = media_url(event.content) if event.msgtype == "m.image" and not event.redacted else None
+            data = self.parley.media.get(url, "inline") if url else None
+            if url and data is not None:
+                images[url] = data
+        return images
+
+    def _fetch_inline_images(self, room: Room) -> None:
+        for event in room.events()[-30:]:  # the part of the room the user can see first
+            url = media_url(event.content) if event.msgtype == "m.image" and not event.redacted else None
+            if url and self.parley.media.get(url, "inline") is None and (url, "inline") not in self._fetching:
+                self._fetching.add((url, "inline"))
+                self.fetch_inline(room.room_id, url, wants_thumbnail(event.content))
+
+    @work(group="media")
+    async def fetch_inline(self, room_id: str, url: str, thumbnail: bool) -> None:
+        client = self.parley.client
+        try:
+            if thumbnail:
+                try:
+                    data, _ = await client.thumbnail(url, *THUMBNAIL)
+                except MatrixError:
+                    data, _ = await client.download(url)  # no thumbnail: the original will do
+            else:
+                data, _ = await client.download(url)
+        except (MatrixError, TransportError, LoggedOut, ValueError):
+            return  # stays a placeholder line; _fetching keeps us from retrying in a loop
+        self.parley.media.put(url, "inline", data)
+        if room_id == self.room_id and self.current_room is not None:
+            self._draw_room(self.current_room)
+
+    def _open_or_save(self, event: TimelineEvent, *, save: bool) -> None:
+        url = media_url(event.content)
+        if url is None or event.msgtype not in ("m.image", "m.file", "m.video", "m.audio"):
+            self.notify("No file in this message.", severity="warning")
+            return
+        name = event.content.get("filename") or event.content.get("body") or "download"
+        self.open_media(url, str(name), viewer=event.msgtype == "m.image" and not save)
+
+    @work(group="media-full")
+    async def open_media(self, url: str, name: str, viewer: bool) -> None:
+        data = self.parley.media.get(url, "full")
+        if data is None:
+            try:
+                data, _ = await self.parley.client.download(url)
+            except (MatrixError, TransportError, LoggedOut, ValueError) as error:
+                self.notify(f"Download failed: {error}", severity="error")
+                return
+            self.parley.media.put(url, "full", data)
+        if viewer:
+            self.app.push_screen(ImageViewerScreen(name, data, on_save=self.save_file))
+        else:
+            self.save_file(name, data)
+
+    def save_file(self, name: str, data: bytes) -> Path | None:
+        folder = Path(self.parley.settings.downloads_dir).expanduser() if self.parley.settings.downloads_dir \
+            else downloads_dir()
+        try:
+            path = save_media(folder, name, data)
+        except OSError as error:
+            self.notify(f"Could not save {name}: {error.strerror or error}", severity="error")
+            return None
+        self.notify(f"Saved to {path}")
+        return path
 
     def _call(self, awaitable: Any, *, done: str | None = None, quiet: bool = False) -> None:
         """Run a client call in the background; report failure (and success, if ``done``)."""

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import tzinfo
 from typing import ClassVar
 
+from rich.console import Group, RenderableType
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import OptionList
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
+from ..media import media_url
 from ..model import Gap, Room, TimelineEntry, TimelineEvent
 from ..present import timeline_lines
+from .inline_image import InlineImage
 
 
 class Timeline(OptionList):
@@ -24,6 +28,8 @@ class Timeline(OptionList):
     | e | edit the selected message (your own) |
     | + | react to the selected message |
     | Delete / d | delete (redact) the selected message |
+    | o | open the selected picture full size |
+    | s | save the selected file or picture to the downloads folder |
     | Enter | on "earlier messages": load them |
     | Escape | back to the composer |
     """
@@ -33,6 +39,8 @@ class Timeline(OptionList):
         Binding("e", "act('edit')", "Edit"),
         Binding("plus,equals_sign", "act('react')", "React"),
         Binding("delete,d", "act('redact')", "Delete"),
+        Binding("o", "act('open')", "Open", show=False),
+        Binding("s", "act('save')", "Save", show=False),
         Binding("escape", "back", "Composer", show=False),
     ]
 
@@ -48,7 +56,7 @@ class Timeline(OptionList):
     """
 
     class Act(Message):
-        """The user wants to ``action`` ("reply", "edit", "react", "redact") ``event``."""
+        """The user wants to ``action`` ("reply", "edit", "react", "redact", "open", "save") ``event``."""
 
         def __init__(self, action: str, event: TimelineEvent) -> None:
             super().__init__()
@@ -68,24 +76,59 @@ class Timeline(OptionList):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(markup=False, **kwargs)  # type: ignore[arg-type]
         self._entries: dict[str, TimelineEntry | None] = {}
+        self._images: dict[str, InlineImage] = {}
         self.room_id: str | None = None
 
-    def show(self, room: Room, own_user_id: str, tz: tzinfo | None) -> None:
-        """Redraw from ``room``; stay at the bottom if we were there, else keep the cursor."""
+    def show(self, room: Room, own_user_id: str, tz: tzinfo | None, *,
+             images: Mapping[str, bytes] | None = None, unread_after: str | None = None) -> None:
+        """Redraw from ``room``; stay at the bottom if we were there, else keep the cursor.
+
+        ``images`` maps ``mxc://`` URLs to downloaded bytes, drawn under their messages;
+        ``unread_after`` is the read marker to draw the "new messages" line after.
+        """
         switching = room.room_id != self.room_id
         self.room_id = room.room_id
         at_bottom = switching or self.highlighted is None or self.highlighted >= self.option_count - 1
         keep = None if switching else self.selected_id()
         scroll_before = self.scroll_y
-        rows = timeline_lines(room, own_user_id, tz)
+        rows = timeline_lines(room, own_user_id, tz, unread_after)
         self._entries = {option_id: entry for option_id, _, entry in rows}
-        self.set_options(Option(text, id=option_id) for option_id, text, _ in rows)
+        self.set_options(Option(self._with_picture(option_id, text, entry, images or {}), id=option_id)
+                         for option_id, text, entry in rows)
         if keep is not None and keep in self._entries and not at_bottom:
             self.highlighted = self.get_option_index(keep)
             self.scroll_to(y=scroll_before, animate=False, immediate=True)
         elif rows:
             self.highlighted = None
             self.call_after_refresh(self.scroll_end, animate=False)
+
+    def _with_picture(self, option_id: str, text: RenderableType, entry: TimelineEntry | None,
+                      images: Mapping[str, bytes]) -> RenderableType:
+        if not isinstance(entry, TimelineEvent) or entry.redacted or entry.msgtype != "m.image":
+            return text
+        url = media_url(entry.content)
+        data = images.get(url) if url else None
+        if url is None or data is None:
+            return text
+        picture = self._images.get(option_id)
+        if picture is None or picture.mxc != url or picture.data is not data:
+            picture = self._images[option_id] = InlineImage(url, data)
+        return Group(text, picture)
+
+    def inline_images(self) -> dict[str, InlineImage]:
+        """The pictures drawn now, by option (event) id."""
+        return {option_id: image for option_id, image in self._images.items() if option_id in self._entries}
+
+    def select_event(self, event_id: str) -> bool:
+        """Move the cursor to ``event_id`` (e.g. a search hit or the first unread)."""
+        try:
+            index = self.get_option_index(event_id)
+        except OptionDoesNotExist:
+            return False
+        self.highlighted = index
+        # After any pending scroll_end from show(), so the hit stays in view.
+        self.call_after_refresh(self.scroll_to_highlight, top=True)
+        return True
 
     def selected_id(self) -> str | None:
         if self.highlighted is None or self.highlighted >= self.option_count:
