@@ -41,6 +41,20 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Connection reset on release: nothing to do.
+
+    asyncpg's default reset costs a round trip per release (unlock advisory
+    locks, close cursors, unlisten, reset settings). Our code holds no session
+    state past a release: transactions end with their block, advisory locks are
+    transaction-scoped (the migration lock is released explicitly), and we never
+    LISTEN or SET. Only a connection released mid-transaction (a cancelled
+    request) gets the full reset.
+    """
+    if conn.is_in_transaction():
+        await conn.reset()
+
+
 async def migrate(conn: asyncpg.Connection, folder: Path | None = None) -> list[str]:
     """Apply every migration not yet applied; returns the names applied now."""
     applied_now: list[str] = []
@@ -81,6 +95,7 @@ class Database:
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
+            reset=_keep_session,
             # Statements are prepared per connection; the cache keeps hot ones.
             statement_cache_size=512,
         )
