@@ -242,61 +242,77 @@ class RoomService:
             create_content["additional_creators"] = list(dict.fromkeys([*extra, *invite]))
 
         profile = await self.accounts.get_profile(user_id)
-        ts = now_ms()
         new_events: list[NewEvent] = []
-        async with self.db.transaction() as conn:
-            if rv.room_id_from_create_event:
-                create = build_event(
-                    room_version=rv, room_id=None, type="m.room.create", sender=user_id, content=create_content,
-                    state_key="", prev_event_ids=[], auth_event_ids=[], depth=1, origin_server_ts=ts,
-                    server_name=self.server_name, signing_key=self.signing_key,
-                )
-                room_id = create.room_id
-            else:
-                room_id = f"!{secrets.token_urlsafe(18)}:{self.server_name}"
-                create = build_event(
-                    room_version=rv, room_id=room_id, type="m.room.create", sender=user_id, content=create_content,
-                    state_key="", prev_event_ids=[], auth_event_ids=[], depth=1, origin_server_ts=ts,
-                    server_name=self.server_name, signing_key=self.signing_key,
-                )
+
+        async def create_in_one_transaction(ts: int) -> str:
+            new_events.clear()
+            async with self.db.transaction() as conn:
+                if rv.room_id_from_create_event:
+                    create = build_event(
+                        room_version=rv, room_id=None, type="m.room.create", sender=user_id, content=create_content,
+                        state_key="", prev_event_ids=[], auth_event_ids=[], depth=1, origin_server_ts=ts,
+                        server_name=self.server_name, signing_key=self.signing_key,
+                    )
+                    room_id = create.room_id
+                else:
+                    room_id = f"!{secrets.token_urlsafe(18)}:{self.server_name}"
+                    create = build_event(
+                        room_version=rv, room_id=room_id, type="m.room.create", sender=user_id, content=create_content,
+                        state_key="", prev_event_ids=[], auth_event_ids=[], depth=1, origin_server_ts=ts,
+                        server_name=self.server_name, signing_key=self.signing_key,
+                    )
+                try:
+                    check_auth(rv, create, {})
+                except AuthError as e:
+                    raise errors.bad_json(f"Invalid creation content: {e}") from None
+                await self.events.lock_room(conn, room_id)
+                await self.events.create_room_row(conn, room_id, rv.identifier, user_id, ts, visibility == "public")
+                stream, _ = await self.events.persist_event(conn, create, state_group_before=None, txn=None, now_ms=ts)
+                new_events.append(NewEvent(create, stream))
+
+                async def add(type: str, content: dict[str, Any], state_key: str | None = "") -> None:
+                    new_events.append(await self._append(
+                        conn, room_id, rv, type=type, sender=user_id, content=content, state_key=state_key
+                    ))
+
+                await add("m.room.member", _member_content("join", profile), user_id)
+                pl = _default_power_levels(rv, user_id, preset, invite)
+                if pl_override:
+                    pl.update(pl_override)
+                await add("m.room.power_levels", pl)
+                if alias:
+                    if not await self.aliases.create_alias(alias, room_id, user_id, conn):
+                        raise errors.MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+                    await add("m.room.canonical_alias", {"alias": alias})
+                join_rule = "public" if preset == "public_chat" else "invite"
+                await add("m.room.join_rules", {"join_rule": join_rule})
+                await add("m.room.history_visibility", {"history_visibility": "shared"})
+                await add("m.room.guest_access", {"guest_access": "forbidden" if preset == "public_chat" else "can_join"})
+                for s in initial_state:
+                    await add(s["type"], s["content"], s.get("state_key", ""))
+                if body.get("name"):
+                    await add("m.room.name", {"name": body["name"]})
+                if body.get("topic"):
+                    await add("m.room.topic", {"topic": body["topic"]})
+                for target in invite:
+                    content: dict[str, Any] = {"membership": "invite"}
+                    if is_direct:
+                        content["is_direct"] = True
+                    await add("m.room.member", content, target)
+            return room_id
+
+        # A v12 room ID is the hash of its create event: the same user creating two identical
+        # rooms in the same millisecond would collide. The later one moves on by a millisecond.
+        ts = now_ms()
+        for attempt in range(5):
             try:
-                check_auth(rv, create, {})
-            except AuthError as e:
-                raise errors.bad_json(f"Invalid creation content: {e}") from None
-            await self.events.lock_room(conn, room_id)
-            await self.events.create_room_row(conn, room_id, rv.identifier, user_id, ts, visibility == "public")
-            stream, _ = await self.events.persist_event(conn, create, state_group_before=None, txn=None, now_ms=ts)
-            new_events.append(NewEvent(create, stream))
-
-            async def add(type: str, content: dict[str, Any], state_key: str | None = "") -> None:
-                new_events.append(await self._append(
-                    conn, room_id, rv, type=type, sender=user_id, content=content, state_key=state_key
-                ))
-
-            await add("m.room.member", _member_content("join", profile), user_id)
-            pl = _default_power_levels(rv, user_id, preset, invite)
-            if pl_override:
-                pl.update(pl_override)
-            await add("m.room.power_levels", pl)
-            if alias:
-                if not await self.aliases.create_alias(alias, room_id, user_id, conn):
-                    raise errors.MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
-                await add("m.room.canonical_alias", {"alias": alias})
-            join_rule = "public" if preset == "public_chat" else "invite"
-            await add("m.room.join_rules", {"join_rule": join_rule})
-            await add("m.room.history_visibility", {"history_visibility": "shared"})
-            await add("m.room.guest_access", {"guest_access": "forbidden" if preset == "public_chat" else "can_join"})
-            for s in initial_state:
-                await add(s["type"], s["content"], s.get("state_key", ""))
-            if body.get("name"):
-                await add("m.room.name", {"name": body["name"]})
-            if body.get("topic"):
-                await add("m.room.topic", {"topic": body["topic"]})
-            for target in invite:
-                content: dict[str, Any] = {"membership": "invite"}
-                if is_direct:
-                    content["is_direct"] = True
-                await add("m.room.member", content, target)
+                room_id = await create_in_one_transaction(ts + attempt)
+                break
+            except asyncpg.UniqueViolationError as e:
+                if e.constraint_name != "rooms_pkey":
+                    raise
+        else:
+            raise errors.MatrixError(503, "M_UNKNOWN", "Could not allocate a room ID; try again")
         await self._notify(new_events)
         out: dict[str, Any] = {"room_id": room_id}
         if alias:

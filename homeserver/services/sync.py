@@ -140,6 +140,13 @@ class SyncService:
                 if since is not None:
                     # A token from the future (another worker, a restart) never rewinds us.
                     now = now.advance(since)
+                    remaining = deadline - time.monotonic()
+                    if (not full_state and not now.is_after(since) and remaining > 0
+                            and not self.notifier.closing):
+                        # No stream moved past the token: nothing can be new, so wait before computing.
+                        if await self.notifier.wait(waiter, remaining):
+                            continue
+                        now = self.notifier.current_token().advance(since)
                 response = await self.compute(requester, sync_filter, since, now, full_state, use_state_after)
                 remaining = deadline - time.monotonic()
                 if since is None or full_state or not is_empty(response) or remaining <= 0 or self.notifier.closing:

@@ -129,3 +129,15 @@ async def test_bad_room_requests(client: httpx.AsyncClient) -> None:
     # Nothing of the refused sends was stored.
     msgs = (await client.get(f"{V3}/rooms/{room}/messages", headers=ha, params={"dir": "b", "limit": 100})).json()
     assert not [e for e in msgs["chunk"] if e["type"] == "m.room.message"]
+
+
+async def test_identical_v12_rooms_created_at_once_get_distinct_ids(client: httpx.AsyncClient) -> None:
+    a, _ = await two_users(client)
+    ha = auth_header(a["access_token"])
+    body = {"room_version": "12", "name": "same", "preset": "private_chat"}
+    results = await asyncio.gather(*(client.post(f"{V3}/createRoom", headers=ha, json=body) for _ in range(8)))
+    assert [r.status_code for r in results] == [200] * 8, [r.text for r in results]
+    ids = {r.json()["room_id"] for r in results}
+    assert len(ids) == 8
+    joined = (await client.get(f"{V3}/joined_rooms", headers=ha)).json()["joined_rooms"]
+    assert ids <= set(joined)
