@@ -247,7 +247,11 @@ class LoadGenerator:
 
         async def create(p: RoomPlan) -> str:
             creator = self.users[p.members[0]]
-            body: dict[str, Any] = {"name": f"{cfg.prefix} {p.key}"}
+            # A unique key in the create event: with room versions whose room ID is the create
+            # event's hash (v12), one user creating identical rooms in the same millisecond would
+            # otherwise ask for the same room ID twice (Parley answers 500; seen in initial-sync).
+            body: dict[str, Any] = {"name": f"{cfg.prefix} {p.key}",
+                                    "creation_content": {"io.parley.load.key": f"{cfg.prefix} {p.key}"}}
             if p.kind == "dm":
                 body.update(preset="trusted_private_chat", is_direct=True,
                             invite=[self.users[m].user_id for m in p.members[1:]])
