@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import random
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -168,9 +169,13 @@ class LongPollSync:
     name = "longpoll"
 
     def __init__(self, client: MatrixClient, *, timeout_ms: int = 30000,
-                 filter_json: str = DEFAULT_SYNC_FILTER, set_presence: str | None = None):
+                 filter_json: str = DEFAULT_SYNC_FILTER, set_presence: str | None = None,
+                 jitter: bool = False):
         self.client = client
         self.timeout_ms = timeout_ms
+        # jitter: the first long-poll waits a random 0..timeout_ms (fixed per user), so users that
+        # started together do not time out and re-poll in lockstep every timeout_ms.
+        self.jitter = jitter
         self.filter_json = filter_json
         self.set_presence = set_presence
         self.counters = SyncCounters()
@@ -186,9 +191,10 @@ class LongPollSync:
 
     async def run(self, user: User, since: str, on_batch: OnBatch, stop: asyncio.Event,
                   deadline: float) -> None:
+        timeout_ms = random.Random(user.user_id).randint(0, self.timeout_ms) if self.jitter else self.timeout_ms
         while not stop.is_set() and time.monotonic() < deadline:
             try:
-                body, n = await self.client.sync(user.access_token, since=since, timeout_ms=self.timeout_ms,
+                body, n = await self.client.sync(user.access_token, since=since, timeout_ms=timeout_ms,
                                                  filter_json=self.filter_json, set_presence=self.set_presence)
             except asyncio.CancelledError:
                 raise
@@ -197,6 +203,7 @@ class LongPollSync:
                 await asyncio.sleep(0.5)
                 continue
             now = time.time()
+            timeout_ms = self.timeout_ms
             self.counters.requests += 1
             self.counters.bytes += n
             since = body.get("next_batch", since)

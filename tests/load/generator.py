@@ -56,6 +56,7 @@ class LoadConfig:
     workers: int = 0  # 0: syncs in this process
     sync_mode: str = "longpoll"
     sync_timeout_ms: int = 30000
+    sync_jitter: bool = False  # de-phase the users' long-poll timeouts (see LongPollSync)
     sync_filter: str = DEFAULT_SYNC_FILTER
     initial_sync_concurrency: int = 32
     send_timeout: float = 30.0
@@ -100,10 +101,10 @@ def extract_arrivals(run: str, recipient: str, now: float,
 
 async def _sync_users(url: str, users: list[User], run: str, mode: str, timeout_ms: int, filter_json: str,
                       init_conc: int, emit: Any, stop: asyncio.Event, deadline: float,
-                      on_ready: Any) -> dict[str, Any]:
+                      on_ready: Any, jitter: bool = False) -> dict[str, Any]:
     session = new_session(len(users) + 8)
     client = MatrixClient(url, session)
-    transports = [SYNC_TRANSPORTS[mode](client, timeout_ms=timeout_ms, filter_json=filter_json)
+    transports = [SYNC_TRANSPORTS[mode](client, timeout_ms=timeout_ms, filter_json=filter_json, jitter=jitter)
                   for _ in users]
     t0 = time.monotonic()
     try:
@@ -139,7 +140,8 @@ async def _sync_users(url: str, users: list[User], run: str, mode: str, timeout_
 
 
 def _worker_main(wid: int, url: str, users: list[tuple[str, str, str]], run: str, mode: str, timeout_ms: int,
-                 filter_json: str, init_conc: int, out_q: Any, stop_evt: Any, max_seconds: float) -> None:
+                 filter_json: str, init_conc: int, out_q: Any, stop_evt: Any, max_seconds: float,
+                 jitter: bool = False) -> None:
     """Entry point of a sync worker process."""
 
     async def main() -> None:
@@ -162,7 +164,7 @@ def _worker_main(wid: int, url: str, users: list[tuple[str, str, str]], run: str
         pumper = asyncio.create_task(pump())
         counters = await _sync_users(url, [User(*u) for u in users], run, mode, timeout_ms, filter_json,
                                      init_conc, emit, stop, deadline,
-                                     lambda s: out_q.put(("ready", wid, s)))
+                                     lambda s: out_q.put(("ready", wid, s)), jitter)
         stop.set()
         await pumper
         if buf:
@@ -247,7 +249,11 @@ class LoadGenerator:
 
         async def create(p: RoomPlan) -> str:
             creator = self.users[p.members[0]]
-            body: dict[str, Any] = {"name": f"{cfg.prefix} {p.key}"}
+            # A unique key in the create event: with room versions whose room ID is the create
+            # event's hash (v12), one user creating identical rooms in the same millisecond would
+            # otherwise ask for the same room ID twice (Parley answers 500; seen in initial-sync).
+            body: dict[str, Any] = {"name": f"{cfg.prefix} {p.key}",
+                                    "creation_content": {"io.parley.load.key": f"{cfg.prefix} {p.key}"}}
             if p.kind == "dm":
                 body.update(preset="trusted_private_chat", is_direct=True,
                             invite=[self.users[m].user_id for m in p.members[1:]])
@@ -295,7 +301,7 @@ class LoadGenerator:
             self._sync_task = asyncio.create_task(_sync_users(
                 cfg.url, users, self.run_id, cfg.sync_mode, cfg.sync_timeout_ms, cfg.sync_filter,
                 cfg.initial_sync_concurrency, self._on_arrivals, self._sync_stop,
-                time.monotonic() + budget, on_ready))
+                time.monotonic() + budget, on_ready, cfg.sync_jitter))
             waiter = asyncio.create_task(ready.wait())
             await asyncio.wait([waiter, self._sync_task], return_when=asyncio.FIRST_COMPLETED)
             if not ready.is_set():
@@ -310,7 +316,8 @@ class LoadGenerator:
                 mine = [(u.user_id, u.access_token, u.localpart) for u in users[w::n]]
                 p = ctx.Process(target=_worker_main, daemon=True, name=f"load-sync-{w}", args=(
                     w, cfg.url, mine, self.run_id, cfg.sync_mode, cfg.sync_timeout_ms, cfg.sync_filter,
-                    max(1, cfg.initial_sync_concurrency // n), self._out_q, self._stop_evt, budget))
+                    max(1, cfg.initial_sync_concurrency // n), self._out_q, self._stop_evt, budget,
+                    cfg.sync_jitter))
                 p.start()
                 self._procs.append(p)
             self._pump_task = asyncio.create_task(self._pump())
@@ -637,6 +644,8 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--poisson", action="store_true", help="exponential gaps instead of uniform")
     ap.add_argument("--drain-timeout", type=float, default=15.0)
     ap.add_argument("--max-seconds", type=float, default=3600.0, help="hard bound on the whole run")
+    ap.add_argument("--sync-jitter", action="store_true",
+                    help="first long-poll of each user waits a random 0..30 s, so timeouts do not come in waves")
     ap.add_argument("--settle", type=float, default=10.0, help="seconds between syncs up and first send")
     ap.add_argument("--ramp-past-failure", type=int, default=0,
                     help="ramp: extra steps after the first failing one (for plots)")
@@ -647,7 +656,8 @@ def config_from_args(url: str, a: argparse.Namespace, server_pids: list[int] | N
     return LoadConfig(url=url, topology=topo, register=a.register, shared_secret=a.shared_secret,
                       seed=a.seed, setup_concurrency=a.setup_concurrency, workers=a.workers,
                       sync_mode=a.sync, poisson=a.poisson, drain_timeout=a.drain_timeout,
-                      server_pids=server_pids or [], max_run_seconds=a.max_seconds, settle_s=a.settle)
+                      server_pids=server_pids or [], max_run_seconds=a.max_seconds, settle_s=a.settle,
+                      sync_jitter=a.sync_jitter)
 
 
 def main(argv: list[str] | None = None) -> int:

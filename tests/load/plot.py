@@ -1,6 +1,8 @@
 """PNG plots of delivery latency percentiles against send rate, from runner result JSONs.
 
     python -m tests.load.plot RESULTS_DIR [--out PNG]
+    # several runs (directories or single JSON files) on one plot, e.g. both servers
+    python -m tests.load.plot DIR_OR_JSON DIR_OR_JSON ... --out PNG [--title TEXT]
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def plot_results(results: list[dict[str, Any]], title: str, png: Path) -> Path:
 
 def load_results(d: Path) -> list[dict[str, Any]]:
     out = []
-    for f in sorted(d.glob("*.json")):
+    for f in ([d] if d.is_file() else sorted(d.glob("*.json"))):
         try:
             res = json.loads(f.read_text())
         except ValueError:
@@ -87,11 +89,19 @@ def plot_dir(d: Path, png: Path | None = None) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.load.plot")
-    ap.add_argument("results_dir", type=Path)
+    ap.add_argument("results", type=Path, nargs="+", help="results directories or result JSON files")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--title")
     a = ap.parse_args(argv)
-    for p in plot_dir(a.results_dir, a.out):
-        print(p)
+    if len(a.results) == 1 and a.results[0].is_dir() and not a.title:
+        for p in plot_dir(a.results[0], a.out):
+            print(p)
+        return 0
+    results = [r for d in a.results for r in load_results(d)]
+    if not results:
+        return 1
+    png = a.out or Path("latency_vs_rate.png")
+    print(plot_results(results, a.title or "Delivery latency vs rate", png))
     return 0
 
 

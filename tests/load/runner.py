@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             label = f"{name}-{scenario}"
             print(f"== {label}: starting {name}", file=sys.stderr, flush=True)
             t0 = time.monotonic()
+            load_before = os.getloadavg()
             srv = None
             try:
                 srv = servers.start_server(name, work / label, cache=a.cache,
@@ -175,10 +176,15 @@ def main(argv: list[str] | None = None) -> int:
                 res["server"] = {"name": name, "version": srv.version, "url": srv.url,
                                  "startup_s": round(startup, 2)}
                 res["machine"] = info
+                # The machine may be shared: the 1/5/15-minute load averages before and after the run.
+                res["loadavg"] = {"before": [round(x, 2) for x in load_before],
+                                  "after": [round(x, 2) for x in os.getloadavg()]}
                 res["sizes"] = {k: getattr(a, k) for k in ("users", "dms", "groups", "group_size",
                                                             "big_groups", "big_group_size")}
                 (out / f"{label}.json").write_text(json.dumps(res, indent=1))
                 text = summarize_run(res)
+                text += (f"\n\nload average (1/5/15 min) before: {res['loadavg']['before']}, "
+                         f"after: {res['loadavg']['after']}")
                 print(text, flush=True)
                 summary += [f"## {name} {srv.version}: {scenario}", "", text, ""]
             except Exception as e:  # noqa: BLE001 - record and go on with the next run
