@@ -76,6 +76,7 @@ class RoomService:
         self.server_name = config.server_name
         self.max_body_chars = int(config.get("limits.max_message_body_chars", 10_000))
         self._room_locks: dict[str, asyncio.Lock] = {}
+        self._last_create_ts: dict[str, int] = {}
         self.listeners: list[EventListener] = []
 
     # -- the one way events are appended ----------------------------------
@@ -303,14 +304,20 @@ class RoomService:
 
         # A v12 room ID is the hash of its create event: the same user creating two identical
         # rooms in the same millisecond would collide. The later one moves on by a millisecond.
-        ts = now_ms()
-        for attempt in range(5):
+        # Within this process each user's creations get strictly increasing timestamps
+        # (read and written with no await between: atomic on the event loop); across
+        # processes a collision retries a little later.
+        ts = max(now_ms(), self._last_create_ts.get(user_id, 0) + 1)
+        self._last_create_ts[user_id] = ts
+        for _attempt in range(5):
             try:
-                room_id = await create_in_one_transaction(ts + attempt)
+                room_id = await create_in_one_transaction(ts)
                 break
             except asyncpg.UniqueViolationError as e:
                 if e.constraint_name != "rooms_pkey":
                     raise
+                ts = max(now_ms(), self._last_create_ts.get(user_id, 0)) + 1 + secrets.randbelow(50)
+                self._last_create_ts[user_id] = ts
         else:
             raise errors.MatrixError(503, "M_UNKNOWN", "Could not allocate a room ID; try again")
         await self._notify(new_events)
