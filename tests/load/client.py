@@ -163,7 +163,25 @@ class SyncCounters:
     limited: int = 0
 
 
-class LongPollSync:
+class _SyncTransport:
+    """What both sync transports share: the client, filter, counters and the first sync."""
+
+    client: MatrixClient
+    filter_json: str
+    set_presence: str | None
+    counters: SyncCounters
+
+    async def initial(self, user: User) -> str:
+        """The first sync (timeout=0), as real clients do; returns the next_batch token."""
+        body, n = await self.client.sync(user.access_token, since=None, timeout_ms=0,
+                                         filter_json=self.filter_json, set_presence=self.set_presence,
+                                         client_timeout=300)
+        self.counters.requests += 1
+        self.counters.bytes += n
+        return body["next_batch"]
+
+
+class LongPollSync(_SyncTransport):
     """One user's long-poll loop: GET /sync?since=...&timeout=N until ``stop`` is set or ``deadline``."""
 
     name = "longpoll"
@@ -180,14 +198,6 @@ class LongPollSync:
         self.set_presence = set_presence
         self.counters = SyncCounters()
 
-    async def initial(self, user: User) -> str:
-        """The first sync (timeout=0), as real clients do; returns the next_batch token."""
-        body, n = await self.client.sync(user.access_token, since=None, timeout_ms=0,
-                                         filter_json=self.filter_json, set_presence=self.set_presence,
-                                         client_timeout=300)
-        self.counters.requests += 1
-        self.counters.bytes += n
-        return body["next_batch"]
 
     async def run(self, user: User, since: str, on_batch: OnBatch, stop: asyncio.Event,
                   deadline: float) -> None:
@@ -224,7 +234,7 @@ class LongPollSync:
 WEBSOCKET_SYNC_PATH = "/_matrix/client/unstable/org.parley.websocket_sync"
 
 
-class WebSocketSync:
+class WebSocketSync(_SyncTransport):
     """Parley's WebSocket sync (spec/websocket-sync.md): one socket per user, syncs pushed.
 
     ``initial`` does the first sync over plain HTTP (timeout=0, as with long-poll), so both
@@ -242,13 +252,6 @@ class WebSocketSync:
         self.set_presence = set_presence
         self.counters = SyncCounters()
 
-    async def initial(self, user: User) -> str:
-        body, n = await self.client.sync(user.access_token, since=None, timeout_ms=0,
-                                         filter_json=self.filter_json, set_presence=self.set_presence,
-                                         client_timeout=300)
-        self.counters.requests += 1
-        self.counters.bytes += n
-        return body["next_batch"]
 
     async def run(self, user: User, since: str, on_batch: OnBatch, stop: asyncio.Event,
                   deadline: float) -> None:

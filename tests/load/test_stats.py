@@ -192,7 +192,7 @@ def test_tree_sampler_measures_this_process() -> None:
     from tests.load.procstats import TreeSampler
 
     if not sys.platform.startswith("linux"):
-        pytest.skip("reads /proc")
+        pytest.skip("the process sampler reads /proc, which only Linux has; the load tool measures Linux servers")
     sampler = TreeSampler([os.getpid()], interval=0.05).start()
     end = time.process_time() + 0.3
     while time.process_time() < end:
