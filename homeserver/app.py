@@ -24,6 +24,7 @@ from homeserver.infra.bus import LocalBus, StreamUpdate
 from homeserver.infra.keyring import load_or_create_signing_key
 from homeserver.infra.media_store import clean_staging, open_media_store
 from homeserver.infra.ratelimit import LocalRateLimiter, NoRateLimiter, RateLimiter
+from homeserver.api.fast_sync import FastSync
 from homeserver.logs import request_id_var
 from homeserver.services.accounts import AccountService
 from homeserver.services.auth import AuthService
@@ -38,6 +39,7 @@ from homeserver.services.room_directory import RoomDirectoryService
 from homeserver.services.room_state import RoomStateService
 from homeserver.services.room_upgrade import RoomUpgradeService
 from homeserver.services.rooms import RoomService
+from homeserver.services.stream_cache import EventStreamCache
 from homeserver.services.streaming import StreamingConfig, StreamingSync
 from homeserver.services.search import SearchService, UserDirectoryService
 from homeserver.services.sync import SyncService
@@ -53,7 +55,7 @@ from homeserver.storage.accounts import AccountStore
 from homeserver.storage.aliases import AliasStore
 from homeserver.storage.database import Database
 from homeserver.storage.e2ee import E2EEStore
-from homeserver.storage.events import EventStore
+from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.push import PushStore
 from homeserver.storage.media import MediaRepositoryStore
@@ -161,13 +163,17 @@ async def build_services(config: Config, db: Database) -> Services:
     accounts.on_deactivate.append(rooms.leave_all_rooms)
     accounts.on_profile_change.append(rooms.propagate_profile)
 
-    async def forget_redacted(new: list[Any]) -> None:
-        # A redaction changes how its target is served: drop the cached client form.
-        for n in new:
-            if n.event.type == "m.room.redaction" and n.event.redacts:
-                serializer.invalidate(n.event.redacts)
+    def forget_redacted(stored: StoredEvent) -> None:
+        # A redaction changes how its target is served: drop the cached forms, right after the commit.
+        redacts = stored.event.redacts
+        if stored.event.type == "m.room.redaction" and redacts:
+            events.invalidate(redacts)
+            serializer.invalidate(redacts)
 
-    rooms.listeners.append(forget_redacted)
+    rooms.on_commit.append(forget_redacted)
+    stream_cache = EventStreamCache(start=await events.max_stream_ordering())
+    rooms.on_commit.append(stream_cache.apply)
+    rooms.on_forget.append(stream_cache.forgot)
 
     bus = LocalBus()
     userdata = UserDataStore(db)
@@ -197,10 +203,11 @@ async def build_services(config: Config, db: Database) -> Services:
         events=events, serializer=serializer, visibility=visibility, notifier=notifier, filters=filters,
         typing=typing, receipts=receipts, account_data=account_data, presence=presence, userdata=userdata,
         accounts=account_store, max_timeout_ms=int(config.get("http.max_sync_timeout_ms", 600_000)),
-        push=push,
+        cache=stream_cache, push=push,
     )
     # to-device, device lists and key counts in /sync (E2EEService.add_to_sync)
     sync.extensions.append(e2ee)
+    e2ee.notifier, e2ee.stream_cache = notifier, stream_cache
 
     # Who hears of a room's events; refreshed when a membership event lands.
     audience: dict[str, frozenset[str]] = {}
@@ -208,6 +215,8 @@ async def build_services(config: Config, db: Database) -> Services:
     async def publish_events(new: list[Any]) -> None:
         # Positions, not payloads: each recipient's sync reads what it needs.
         for n in new:
+            # The stream cache holds this event and every earlier one before anyone is woken.
+            await rooms.sequencer.applied(n.stream_ordering)
             room_id = n.event.room_id
             is_member_event = n.event.type == "m.room.member"
             if is_member_event or room_id not in audience:
@@ -321,6 +330,10 @@ def create_app(services: Services) -> Quart:
     app.register_blueprint(push.client.blueprint)
 
     cors_origin = str(services.config.get("http.cors_allow_origin", "*"))
+    # Long-poll /sync, the bulk of all requests, skips Quart's per-request machinery (see fast_sync).
+    cors = [(b"access-control-allow-origin", cors_origin.encode())]
+    cors += [(k.lower().encode(), v.encode()) for k, v in CORS_HEADERS.items()]
+    app.asgi_app = FastSync(app.asgi_app, services, cors)  # type: ignore[method-assign]
 
     @app.before_request
     async def start_request() -> Any:

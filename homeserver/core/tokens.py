@@ -9,7 +9,7 @@ a room's topological order. Both are opaque to clients.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 STREAMS = ("events", "typing", "receipts", "account_data", "to_device", "presence", "device_lists")
 
@@ -49,14 +49,21 @@ class SyncToken:
 
     def advance(self, other: SyncToken) -> SyncToken:
         """The position-wise maximum."""
-        return SyncToken(**{f.name: max(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)})
+        if other == self:
+            return self
+        return SyncToken(*(max(a, b) for a, b in zip(self.positions(), other.positions(), strict=True)))
+
+    def positions(self) -> tuple[int, ...]:
+        """The positions in the order of STREAMS."""
+        return (self.events, self.typing, self.receipts, self.account_data, self.to_device, self.presence,
+                self.device_lists)
 
     def with_stream(self, name: str, position: int) -> SyncToken:
         return replace(self, **{name: position})
 
     def is_after(self, other: SyncToken) -> bool:
         """True if any stream is past `other`."""
-        return any(getattr(self, n) > getattr(other, n) for n in STREAMS)
+        return any(a > b for a, b in zip(self.positions(), other.positions(), strict=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,11 @@ from homeserver.core.e2e_keys import (
 )
 from homeserver.core.identifiers import get_domain, is_valid_user_id
 from homeserver.core.tokens import SyncToken
+from homeserver.infra.batch import BatchLoader
 from homeserver.infra.bus import LocalBus, StreamUpdate
 from homeserver.services.auth import Requester, now_ms
+from homeserver.services.notifier import Notifier
+from homeserver.services.stream_cache import EventStreamCache
 from homeserver.services.uia import PASSWORD, UIAService
 from homeserver.storage.database import Database
 from homeserver.storage.e2ee import E2EEStore
@@ -64,6 +67,12 @@ class E2EEService:
         self.uia = uia
         self.bus = bus
         self.server_name = server_name
+        # Set by the wiring once they exist: which streams moved for a user, and the newest events.
+        self.notifier: Notifier | None = None
+        self.stream_cache: EventStreamCache | None = None
+        self._key_counts: BatchLoader[tuple[str, str], tuple[dict[str, int], list[str]]] = BatchLoader(
+            store.key_counts_for, lambda: ({}, [])
+        )
 
     def _is_local(self, user_id: str) -> bool:
         return get_domain(user_id) == self.server_name
@@ -137,16 +146,40 @@ class E2EEService:
         and one with the next token acknowledges (deletes) them.
         """
         user_id, device_id = requester.user_id, requester.device_id
-        messages, position = await self.to_device_for_sync(user_id, device_id, since.to_device if since else 0)
-        if messages:
-            response["to_device"] = {"events": messages}
-        if since is not None and (now.device_lists > since.device_lists or now.events > since.events):
+        since_to_device = since.to_device if since else 0
+        position = since_to_device
+        if since is None or self.notifier is None or self.notifier.moved_for(user_id, "to_device", since_to_device):
+            # (With nothing new, the acknowledged messages are dropped on the next delivery.)
+            messages, position = await self.to_device_for_sync(user_id, device_id, since_to_device)
+            if messages:
+                response["to_device"] = {"events": messages}
+        if since is not None and self._device_lists_may_have_changed(user_id, since, now):
             changes = await self.device_list_changes(user_id, since, now)
             if changes["changed"] or changes["left"]:
                 response["device_lists"] = changes
-        response["device_one_time_keys_count"] = await self.one_time_key_counts(user_id, device_id)
-        response["device_unused_fallback_key_types"] = await self.unused_fallback_key_types(user_id, device_id)
+        counts, fallback_types = await self._key_counts.load((user_id, device_id))
+        counts = dict(counts)
+        counts.setdefault("signed_curve25519", 0)
+        response["device_one_time_keys_count"] = counts
+        response["device_unused_fallback_key_types"] = list(fallback_types)
         return next_token.with_stream("to_device", position)
+
+    def _device_lists_may_have_changed(self, user_id: str, since: SyncToken, now: SyncToken) -> bool:
+        """False only when neither a key change nor a membership change can concern this user."""
+        notifier, cache = self.notifier, self.stream_cache
+        if notifier is None or cache is None:
+            return now.device_lists > since.device_lists or now.events > since.events
+        if notifier.moved_for(user_id, "device_lists", since.device_lists):
+            return True
+        if now.events <= since.events:
+            return False
+        if cache.user_membership_changed_after(user_id, since.events):
+            return True
+        rows = cache.user_memberships(user_id, now.events)
+        if rows is None:
+            return True
+        changed = cache.member_changes_after([r["room_id"] for r in rows if r["membership"] == "join"], since.events)
+        return changed is None or changed
 
     async def _device_lists_changed(self, conn: Any, user_id: str) -> int:
         return await self.store.add_device_list_change(conn, user_id)

@@ -27,6 +27,9 @@ class Waiter:
 class Notifier:
     def __init__(self, bus: LocalBus, start: SyncToken) -> None:
         self._positions = {name: getattr(start, name) for name in STREAMS}
+        self._start = dict(self._positions)
+        # stream -> user -> the newest position of an update that named the user.
+        self._user_positions: dict[str, dict[str, int]] = {name: {} for name in STREAMS}
         self._waiters: dict[str, set[Waiter]] = defaultdict(set)
         bus.subscribe(self._on_update)
         self.bus = bus
@@ -36,15 +39,33 @@ class Notifier:
         return SyncToken(**self._positions)
 
     def _on_update(self, update: StreamUpdate) -> None:
-        if update.position > self._positions.get(update.stream, 0):
-            self._positions[update.stream] = update.position
+        position = update.position
+        if position > self._positions.get(update.stream, 0):
+            self._positions[update.stream] = position
+        seen = self._user_positions.get(update.stream)
         for user_id in update.users:
+            if seen is not None and seen.get(user_id, 0) < position:
+                seen[user_id] = position
             waiters = self._waiters.get(user_id)
             if not waiters:
                 continue
             for w in waiters:
                 w.woken_by.add(update.stream)
                 w.event.set()
+
+    def moved_for(self, user_id: str, stream: str, since: int) -> bool:
+        """Whether an update naming this user went past `since` on `stream`.
+
+        Every writer names the users whose sync the update can change, so False
+        means the user's sections of that stream are as they were at `since`.
+        Positions from before this process started are unknown: True.
+        """
+        if since < self._start.get(stream, 0):
+            return True
+        return self._user_positions[stream].get(user_id, 0) > since
+
+    def anything_for(self, user_id: str, since: SyncToken) -> bool:
+        return any(self.moved_for(user_id, name, getattr(since, name)) for name in STREAMS)
 
     def register(self, user_id: str) -> Waiter:
         w = Waiter(user_id)

@@ -21,6 +21,7 @@ import httpx
 from homeserver import errors
 from homeserver.core import push_rules as pr
 from homeserver.core.power_levels import get_user_power_level_from_content
+from homeserver.infra.batch import BatchLoader
 from homeserver.services.auth import Requester
 from homeserver.services.rooms import NewEvent
 from homeserver.services.userdata import AccountDataService
@@ -110,6 +111,7 @@ class PushService:
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.store = store
         self.events = events
+        self._summaries: BatchLoader[tuple[str, str], list[Any]] = BatchLoader(store.unread_summaries, list)
         self.server_name = server_name
         self.allow_http_gateways = allow_http_gateways
         self.retry_base_s = retry_base_s
@@ -208,7 +210,9 @@ class PushService:
         out: dict[str, tuple[dict[str, int], dict[str, dict[str, int]]]] = {
             r: ({"notification_count": 0, "highlight_count": 0}, {}) for r in room_ids
         }
-        for row in await self.store.unread_counts(user_id, room_ids):
+        # Syncs woken together by one message ask together: one query for all of them.
+        per_room = await self._summaries.load_many([(user_id, r) for r in room_ids])
+        for row in (row for rows in per_room for row in rows):
             main, threads = out[row["room_id"]]
             n, h = int(row["notif_count"]), int(row["highlight_count"])
             if per_thread and row["thread_id"] != "main":

@@ -13,7 +13,8 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +32,11 @@ from homeserver.core.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSI
 from homeserver.core.signing import SigningKey
 from homeserver.infra.ratelimit import RateLimiter
 from homeserver.services.auth import Requester
+from homeserver.services.stream_cache import StreamSequencer
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.aliases import AliasStore
 from homeserver.storage.database import Database
-from homeserver.storage.events import EventStore
+from homeserver.storage.events import EventStore, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,36 @@ class RoomService:
         self._room_locks: dict[str, asyncio.Lock] = {}
         self._last_create_ts: dict[str, int] = {}
         self.listeners: list[EventListener] = []
+        # Called synchronously, in stream order, for every committed event (caches of the
+        # newest events); listeners above run later and in any order.
+        self.on_commit: list[Callable[[StoredEvent], None]] = []
+        self.sequencer = StreamSequencer(self._committed)
+        self.on_forget: list[Callable[[str], None]] = []  # user_id, after a room was forgotten
+
+    def _committed(self, new: NewEvent) -> None:
+        stored = StoredEvent(new.event, new.stream_ordering, new.event.depth, {}, None, None)
+        for hook in self.on_commit:
+            hook(stored)
+
+    @asynccontextmanager
+    async def _sequenced(self) -> AsyncIterator[list[NewEvent]]:
+        """Collects the events one transaction appends (see `_track`); after the block
+        (the commit) they reach `on_commit` in stream order, or are dropped on failure."""
+        new: list[NewEvent] = []
+        try:
+            yield new
+        except BaseException:
+            for n in new:
+                self.sequencer.abort(n.stream_ordering)
+            raise
+        for n in new:
+            self.sequencer.finish(n.stream_ordering, n)
+
+    def _track(self, pending: list[NewEvent], new: NewEvent) -> NewEvent:
+        # Right after the position was allocated, while the stream lock is still held.
+        self.sequencer.begin(new.stream_ordering)
+        pending.append(new)
+        return new
 
     # -- the one way events are appended ----------------------------------
     def _lock(self, room_id: str) -> asyncio.Lock:
@@ -156,15 +188,15 @@ class RoomService:
         _check_sizes(type, state_key)
         async with self._lock(room_id):
             try:
-                async with self.db.transaction() as conn:
+                async with self._sequenced() as pending, self.db.transaction() as conn:
                     await self.events.lock_room(conn, room_id)
                     rv = await self.events.get_room_version(room_id, conn)
                     if rv is None:
                         raise errors.not_found("Unknown room")
-                    new = await self._append(
+                    new = self._track(pending, await self._append(
                         conn, room_id, rv, type=type, sender=sender, content=content,
                         state_key=state_key, redacts=redacts, txn=txn,
-                    )
+                    ))
             except asyncpg.UniqueViolationError:
                 if txn is not None:
                     existing = await self.events.event_for_txn(*txn)
@@ -247,7 +279,7 @@ class RoomService:
 
         async def create_in_one_transaction(ts: int) -> str:
             new_events.clear()
-            async with self.db.transaction() as conn:
+            async with self._sequenced() as pending, self.db.transaction() as conn:
                 if rv.room_id_from_create_event:
                     create = build_event(
                         room_version=rv, room_id=None, type="m.room.create", sender=user_id, content=create_content,
@@ -269,12 +301,12 @@ class RoomService:
                 await self.events.lock_room(conn, room_id)
                 await self.events.create_room_row(conn, room_id, rv.identifier, user_id, ts, visibility == "public")
                 stream, _ = await self.events.persist_event(conn, create, state_group_before=None, txn=None, now_ms=ts)
-                new_events.append(NewEvent(create, stream))
+                new_events.append(self._track(pending, NewEvent(create, stream)))
 
                 async def add(type: str, content: dict[str, Any], state_key: str | None = "") -> None:
-                    new_events.append(await self._append(
+                    new_events.append(self._track(pending, await self._append(
                         conn, room_id, rv, type=type, sender=user_id, content=content, state_key=state_key
-                    ))
+                    )))
 
                 await add("m.room.member", _member_content("join", profile), user_id)
                 pl = _default_power_levels(rv, user_id, preset, invite)
@@ -539,6 +571,8 @@ class RoomService:
         if current["membership"] in ("join", "invite", "knock"):
             raise errors.MatrixError(400, "M_UNKNOWN", "Leave the room before forgetting it")
         await self.events.set_forgotten(room_id, requester.user_id)
+        for hook in self.on_forget:
+            hook(requester.user_id)
 
     async def leave_all_rooms(self, user_id: str) -> None:
         requester = Requester(user_id=user_id, device_id="")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from homeserver import errors
+from homeserver.core.fast_json import dumps_text
 from homeserver.core.tokens import SyncToken
 from homeserver.core.ws_session import (
     CLOSE_AUTH,
@@ -80,7 +80,7 @@ class StreamingConfig:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return dumps_text(value)
 
 
 class StreamingSync:

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver import errors
+from homeserver.core.events import StateKey
 from homeserver.core.push_rules import render_ruleset
 from homeserver.core.sync_filter import SyncFilter, apply_event_fields
 from homeserver.core.tokens import RoomPosition, SyncToken, TokenError
 from homeserver.services.auth import Requester
 from homeserver.services.events import EventSerializer, VisibilityFilter
 from homeserver.services.notifier import Notifier
+from homeserver.services.stream_cache import EventStreamCache
 from homeserver.services.userdata import (
     AccountDataService,
     FilterService,
@@ -71,8 +73,10 @@ class SyncService:
         userdata: UserDataStore,
         accounts: AccountStore,
         max_timeout_ms: int,
+        cache: EventStreamCache,
         push: Any = None,
     ) -> None:
+        self.cache = cache
         self.events = events
         self.serializer = serializer
         self.visibility = visibility
@@ -141,9 +145,9 @@ class SyncService:
                     # A token from the future (another worker, a restart) never rewinds us.
                     now = now.advance(since)
                     remaining = deadline - time.monotonic()
-                    if (not full_state and not now.is_after(since) and remaining > 0
-                            and not self.notifier.closing):
-                        # No stream moved past the token: nothing can be new, so wait before computing.
+                    if (not full_state and not self.notifier.anything_for(requester.user_id, since)
+                            and remaining > 0 and not self.notifier.closing):
+                        # No update for this user past the token: nothing can be new, so wait first.
                         if await self.notifier.wait(waiter, remaining):
                             continue
                         now = self.notifier.current_token().advance(since)
@@ -168,10 +172,11 @@ class SyncService:
     ) -> dict[str, Any]:
         user_id = requester.user_id
         since_events = since.events if since else 0
-        memberships = await self.events.user_memberships_at(user_id, now.events)
+        memberships = await self._memberships(user_id, now.events)
         ignored = await self.account_data.ignored_users(user_id)
 
         join_rooms: list[str] = []
+        joined_since: dict[str, int] = {}  # joined room -> position of the user's join
         full_rooms: set[str] = set()
         invite: dict[str, Any] = {}
         knock: dict[str, Any] = {}
@@ -184,6 +189,7 @@ class SyncService:
             membership = m["membership"]
             if membership == "join":
                 join_rooms.append(room_id)
+                joined_since[room_id] = m["stream_ordering"]
                 if since is None or full_state or changed:
                     full_rooms.add(room_id)
             elif membership == "invite" and changed:
@@ -197,7 +203,8 @@ class SyncService:
                     leave_rooms.append((room_id, m["stream_ordering"]))
 
         rooms: dict[str, Any] = {}
-        join = await self._joined_rooms(requester, f, since, now, join_rooms, full_rooms, ignored, use_state_after)
+        join = await self._joined_rooms(requester, f, since, now, join_rooms, full_rooms, ignored, use_state_after,
+                                        joined_since)
         if join:
             rooms["join"] = join
         if invite:
@@ -214,8 +221,12 @@ class SyncService:
         account_data = await self._global_account_data(user_id, f, since, now)
         if account_data:
             response["account_data"] = {"events": account_data}
-        # Streams that did not move since the token cost no query.
-        if self.presence.enabled and (since is None or now.presence > since.presence):
+        # Streams with no update for this user since the token cost no query. A change of the
+        # user's own rooms changes whose presence they see: then presence is read anyway.
+        if self.presence.enabled and (
+            since is None or self.notifier.moved_for(user_id, "presence", since.presence)
+            or self.cache.user_membership_changed_after(user_id, since.events)
+        ):
             presence = await self.presence.presence_events(user_id, since.presence if since else 0, now.presence)
             presence = [p for p in presence if f.presence.matches(p) and p["sender"] not in ignored]
             if f.presence.limit is not None:
@@ -227,6 +238,14 @@ class SyncService:
             next_token = await ext.add_to_sync(requester, since, now, next_token, response)
         response["next_batch"] = next_token.encode()
         return response
+
+    async def _memberships(self, user_id: str, at: int) -> list[Any]:
+        rows = self.cache.user_memberships(user_id, at)
+        if rows is None:
+            token = self.cache.user_memberships_token(user_id)
+            rows = list(await self.events.user_memberships_at(user_id, at))
+            self.cache.store_user_memberships(user_id, at, rows, token)
+        return rows
 
     async def _stripped_state(self, room_id: str, membership_event_id: str) -> list[dict[str, Any]]:
         ids = await self.events.current_state_ids(room_id, STRIPPED_STATE_TYPES)
@@ -252,29 +271,40 @@ class SyncService:
         now: SyncToken,
         room_ids: list[str],
         full_rooms: set[str],
-        ignored: set[str],
+        ignored: frozenset[str],
         use_state_after: bool,
+        joined_since: dict[str, int],
     ) -> dict[str, Any]:
         if not room_ids:
             return {}
         user_id = requester.user_id
         limit = f.room.timeline.limit if f.room.timeline.limit is not None else 10
         since_events = since.events if since else 0
-        incremental = [r for r in room_ids if r not in full_rooms]
-        windows = await self.events.timeline_windows(incremental, since_events, now.events, limit) if incremental else {}
+        windows: dict[str, list[StoredEvent]] = {}
+        unknown: list[str] = []
+        for room_id in room_ids:
+            if room_id in full_rooms:
+                continue
+            window = self.cache.window(room_id, since_events, now.events, limit)
+            if window is None:
+                unknown.append(room_id)
+            elif window:
+                windows[room_id] = window
+        if unknown:
+            windows.update(await self.events.timeline_windows(unknown, since_events, now.events, limit))
         for room_id in full_rooms:
             latest = await self.events.latest_room_events(room_id, now.events, limit + 1)
             windows[room_id] = latest
 
         typing = self.typing.typing_events(room_ids, since.typing if since else 0)
         receipts: dict[str, dict[str, Any]] = {}
-        if since is None or now.receipts > since.receipts:
+        if since is None or self.notifier.moved_for(user_id, "receipts", since.receipts):
             receipts = await self.receipts.receipt_events(
                 user_id, room_ids, since.receipts if since else 0, now.receipts
             )
         if since is None:
             room_data_rows = await self.userdata.room_account_data(user_id, room_ids)
-        elif now.account_data <= since.account_data:
+        elif not self.notifier.moved_for(user_id, "account_data", since.account_data):
             room_data_rows = []
         else:
             room_data_rows = [
@@ -286,7 +316,7 @@ class SyncService:
             if r["room_id"] in room_ids and f.room.account_data.matches({"type": r["type"], "room_id": r["room_id"]}):
                 room_data.setdefault(r["room_id"], []).append({"type": r["type"], "content": r["content"]})
 
-        counts = await self.events.member_counts(room_ids)
+        counts: dict[str, tuple[int, int]] | None = None
         out: dict[str, Any] = {}
         unread_rooms: list[str] = []
         for room_id in room_ids:
@@ -300,7 +330,10 @@ class SyncService:
                 if f.room.timeline.matches(s.event.pdu)
                 and s.event.sender not in ignored
             ]
-            timeline_events = await self.visibility.filter(user_id, room_id, timeline_events)
+            joined_at = joined_since.get(room_id)
+            if full or joined_at is None or not window or joined_at >= window[0].stream_ordering:
+                timeline_events = await self.visibility.filter(user_id, room_id, timeline_events)
+            # else: joined before every event of the window and still joined: all of them are visible.
             ephemeral = []
             if room_id in typing and f.room.ephemeral.matches({"type": "m.typing", "room_id": room_id}):
                 ephemeral.append(typing[room_id])
@@ -333,8 +366,10 @@ class SyncService:
                     RoomPosition(stream=since_events).encode()
                 )
             state_key = "state_after" if use_state_after else "state"
-            room[state_key] = {"events": await self._serialize(requester, state_list, f)}
+            room[state_key] = {"events": await self._serialize(requester, state_list, f, timeline=False)}
             if full or any(s.event.type == "m.room.member" for s in window):
+                if counts is None:
+                    counts = await self.events.member_counts(room_ids)
                 joined, invited = counts.get(room_id, (0, 0))
                 room["summary"] = {
                     "m.joined_member_count": joined,
@@ -384,18 +419,31 @@ class SyncService:
                 missing = [("m.room.member", u) for u in wanted if ("m.room.member", u) not in ids]
                 if missing:
                     at = window[0].stream_ordering - 1
-                    group = await self.events.state_group_at(room_id, at)
-                    if group is not None:
-                        members = await self.events.state_ids_for_group(group, types=["m.room.member"])
-                        in_timeline = {s.event_id for s in timeline}
-                        for k in missing:
-                            if k in members and members[k] not in in_timeline:
-                                ids[k] = members[k]
+                    members = await self._member_ids(room_id, [k[1] for k in missing], at)
+                    in_timeline = {s.event_id for s in timeline}
+                    for k in missing:
+                        if k in members and members[k] not in in_timeline:
+                            ids[k] = members[k]
         timeline_ids = {s.event_id for s in window}
         return [v for v in ids.values() if v not in timeline_ids]
 
-    async def _serialize(self, requester: Requester, stored: list[StoredEvent], f: SyncFilter) -> list[dict[str, Any]]:
-        own = [s.event_id for s in stored if s.event.sender == requester.user_id]
+    async def _member_ids(self, room_id: str, users: list[str], at: int) -> dict[StateKey, str]:
+        """The membership event IDs of `users` in the room's state at position `at`."""
+        known = self.cache.member_events(room_id, users, at)
+        if known is None and not self.cache.has_members(room_id):
+            await self.cache.load_members(room_id, lambda: self.events.members_with_positions(room_id))
+            known = self.cache.member_events(room_id, users, at)
+        if known is not None:
+            return {("m.room.member", u): eid for u, eid in known.items()}
+        group = await self.events.state_group_at(room_id, at)
+        if group is None:
+            return {}
+        return await self.events.state_ids_for_group(group, types=["m.room.member"])
+
+    async def _serialize(self, requester: Requester, stored: list[StoredEvent], f: SyncFilter,
+                         *, timeline: bool = True) -> list[dict[str, Any]]:
+        # transaction_id marks the client's own sends in its timeline; state needs none.
+        own = [s.event_id for s in stored if s.event.sender == requester.user_id] if timeline else []
         txns = await self.events.txn_ids_for_events(requester.user_id, requester.device_id, own) if own else {}
         out = await self.serializer.serialize(stored, txn_ids=txns, include_room_id=False)
         if f.event_fields is not None:
@@ -408,7 +456,7 @@ class SyncService:
         f: SyncFilter,
         since: SyncToken | None,
         rooms: list[tuple[str, int]],
-        ignored: set[str],
+        ignored: frozenset[str],
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         limit = f.room.timeline.limit if f.room.timeline.limit is not None else 10
@@ -436,7 +484,7 @@ class SyncService:
             room: dict[str, Any] = {
                 "timeline": {"events": await self._serialize(requester, visible, f), "limited": limited},
                 "state": {"events": await self._serialize(
-                    requester, sorted(state_stored.values(), key=lambda s: s.stream_ordering), f)},
+                    requester, sorted(state_stored.values(), key=lambda s: s.stream_ordering), f, timeline=False)},
                 "account_data": {"events": []},
             }
             if events:
@@ -449,7 +497,7 @@ class SyncService:
     async def _global_account_data(
         self, user_id: str, f: SyncFilter, since: SyncToken | None, now: SyncToken
     ) -> list[dict[str, Any]]:
-        if since is not None and now.account_data <= since.account_data:
+        if since is not None and not self.notifier.moved_for(user_id, "account_data", since.account_data):
             return []
         rows = await self.userdata.account_data_since(user_id, since.account_data if since else 0, now.account_data)
         out = [

@@ -151,6 +151,13 @@ class AccountDataService:
         self.bus = bus
         self.rooms = rooms
         self.on_change: list[Any] = []
+        # user -> ignored users, read by every sync; dropped (before and after) on each write of the list.
+        self._ignored: dict[str, frozenset[str]] = {}
+        self._ignored_writes: dict[str, int] = {}
+
+    def _ignored_changed(self, user_id: str) -> None:
+        self._ignored.pop(user_id, None)
+        self._ignored_writes[user_id] = self._ignored_writes.get(user_id, 0) + 1
 
     async def put(
         self, user_id: str, room_id: str, data_type: str, content: dict[str, Any], *, server_managed: bool = False
@@ -159,7 +166,12 @@ class AccountDataService:
             raise errors.MatrixError(405, "M_BAD_JSON", f"{data_type} is managed by the server")
         if len(encode_canonical_json(content)) > 65536:
             raise errors.too_large("Account data is too large")
+        ignored_list = not room_id and data_type == "m.ignored_user_list"
+        if ignored_list:
+            self._ignored_changed(user_id)
         sid = await self.store.put_account_data(user_id, room_id, data_type, content)
+        if ignored_list:
+            self._ignored_changed(user_id)
         await self.bus.publish(StreamUpdate("account_data", sid, frozenset([user_id])))
         for hook in self.on_change:
             await hook(user_id, room_id, data_type, content)
@@ -180,11 +192,21 @@ class AccountDataService:
             raise errors.not_found("Account data not found")
         return content
 
-    async def ignored_users(self, user_id: str) -> set[str]:
+    async def ignored_users(self, user_id: str) -> frozenset[str]:
+        cached = self._ignored.get(user_id)
+        if cached is not None:
+            return cached
+        writes = self._ignored_writes.get(user_id, 0)
         content = await self.store.get_account_data(user_id, "", "m.ignored_user_list")
         if not isinstance(content, dict) or not isinstance(content.get("ignored_users"), dict):
-            return set()
-        return set(content["ignored_users"])
+            ignored: frozenset[str] = frozenset()
+        else:
+            ignored = frozenset(content["ignored_users"])
+        if writes == self._ignored_writes.get(user_id, 0):
+            if len(self._ignored) >= 100_000:
+                self._ignored.clear()
+            self._ignored[user_id] = ignored
+        return ignored
 
     # -- tags ----------------------------------------------------------------
     async def tags(self, requester: Requester, user_id: str, room_id: str) -> dict[str, Any]:
@@ -317,6 +339,7 @@ def _presence_content(r: Any) -> dict[str, Any]:
 class FilterService:
     def __init__(self, store: UserDataStore) -> None:
         self.store = store
+        self._resolved: dict[tuple[str, str], Any] = {}
 
     async def create(self, requester: Requester, user_id: str, body: dict[str, Any]) -> str:
         if requester.user_id != user_id:
@@ -339,7 +362,22 @@ class FilterService:
         return json.loads(raw)
 
     async def resolve(self, user_id: str, param: str | None) -> Any:
-        """The sync filter named by `filter=` (an ID or inline JSON)."""
+        """The sync filter named by `filter=` (an ID or inline JSON).
+
+        Stored filters never change and inline ones are their own text, so parsed
+        filters are kept: clients send the same one with every sync.
+        """
+        key = (user_id, param or "")
+        cached = self._resolved.get(key)
+        if cached is not None:
+            return cached
+        parsed = await self._resolve(user_id, param)
+        if len(self._resolved) >= 10_000:
+            self._resolved.clear()
+        self._resolved[key] = parsed
+        return parsed
+
+    async def _resolve(self, user_id: str, param: str | None) -> Any:
         if not param:
             return parse_sync_filter({})
         if param.lstrip().startswith("{"):

@@ -45,6 +45,20 @@ class RefreshTokenRow:
 class AccountStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Token -> owner, for the lookup every request makes. Any write that could change an
+        # answer (tokens or devices deleted, a user deactivated or made admin, a token's first
+        # use) empties it, again after its commit; a lookup that raced such a write is not kept.
+        self._owners: dict[bytes, TokenOwner] = {}
+        self._owners_generation = 0
+
+    def _tokens_changed(self, conn: Any = None) -> None:
+        self._forget_owners()
+        if conn is not None:
+            self.db.after_commit(conn, self._forget_owners)
+
+    def _forget_owners(self) -> None:
+        self._owners_generation += 1
+        self._owners.clear()
 
     # -- users -----------------------------------------------------------
     async def create_user(
@@ -83,6 +97,7 @@ class AccountStore:
         await conn.execute("UPDATE users SET password_hash = $2 WHERE user_id = $1", user_id, password_hash)
 
     async def set_deactivated(self, conn: asyncpg.Connection, user_id: str) -> None:
+        self._tokens_changed(conn)
         await conn.execute(
             "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1", user_id
         )
@@ -90,6 +105,7 @@ class AccountStore:
     async def set_admin(self, user_id: str, is_admin: bool) -> None:
         async with self.db.connection() as conn:
             await conn.execute("UPDATE users SET is_admin = $2 WHERE user_id = $1", user_id, is_admin)
+        self._tokens_changed()
 
     # -- profiles --------------------------------------------------------
     async def get_profile(self, user_id: str) -> asyncpg.Record | None:
@@ -150,6 +166,7 @@ class AccountStore:
 
     async def delete_devices(self, conn: asyncpg.Connection, user_id: str, device_ids: list[str]) -> None:
         """Delete devices and every token of theirs."""
+        self._tokens_changed(conn)
         await conn.execute(
             "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = ANY($2::text[])", user_id, device_ids
         )
@@ -206,6 +223,18 @@ class AccountStore:
         )
 
     async def get_token_owner(self, token_hash: bytes) -> TokenOwner | None:
+        owner = self._owners.get(token_hash)
+        if owner is not None:
+            return owner
+        generation = self._owners_generation
+        owner = await self._read_token_owner(token_hash)
+        if owner is not None and generation == self._owners_generation:
+            if len(self._owners) >= 100_000:
+                self._owners.clear()
+            self._owners[token_hash] = owner
+        return owner
+
+    async def _read_token_owner(self, token_hash: bytes) -> TokenOwner | None:
         async with self.db.connection() as conn:
             row = await conn.fetchrow(
                 "SELECT t.user_id, t.device_id, t.expires_ts, t.refresh_token_id, t.used,"
@@ -231,6 +260,7 @@ class AccountStore:
     async def mark_access_token_used(self, token_hash: bytes, refresh_token_id: int) -> None:
         """First use of an access token born of a refresh: the refresh token it replaced dies."""
         async with self.db.transaction() as conn:
+            self._tokens_changed(conn)
             await conn.execute("UPDATE access_tokens SET used = TRUE WHERE token_hash = $1", token_hash)
             await self._retire_predecessors(conn, refresh_token_id)
 
@@ -257,6 +287,7 @@ class AccountStore:
         dropped with its access token.
         """
         old_id = old.id
+        self._tokens_changed(conn)
         if old.next_token_id is not None:
             await conn.execute("DELETE FROM access_tokens WHERE refresh_token_id = $1", old.next_token_id)
             await conn.execute("DELETE FROM refresh_tokens WHERE id = $1", old.next_token_id)
@@ -271,6 +302,7 @@ class AccountStore:
 
     async def delete_access_token(self, token_hash: bytes) -> None:
         async with self.db.transaction() as conn:
+            self._tokens_changed(conn)
             row = await conn.fetchrow(
                 "DELETE FROM access_tokens WHERE token_hash = $1 RETURNING user_id, device_id", token_hash
             )

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -87,6 +88,7 @@ class Database:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self._after_commit: dict[Any, list[Callable[[], None]]] = {}
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 20) -> Database:
@@ -106,8 +108,24 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
+        async with self.pool.acquire() as conn:
+            hooks: list[Callable[[], None]] = []
+            self._after_commit[conn] = hooks
+            try:
+                async with conn.transaction():
+                    yield conn
+            finally:
+                del self._after_commit[conn]
+            for hook in hooks:
+                hook()
+
+    def after_commit(self, conn: Any, hook: Callable[[], None]) -> None:
+        """Run `hook` once `conn`'s transaction (from `transaction()`) has committed; now if none is open."""
+        hooks = self._after_commit.get(conn)
+        if hooks is None:
+            hook()
+        else:
+            hooks.append(hook)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:

@@ -149,6 +149,30 @@ class E2EEStore:
             user_id, device_id, algorithm, key_id, key_json,
         )
 
+    async def key_counts_for(
+        self, devices: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[dict[str, int], list[str]]]:
+        """(user, device) -> (one-time key count per algorithm, unused fallback key algorithms)."""
+        users, device_ids = [d[0] for d in devices], [d[1] for d in devices]
+        out: dict[tuple[str, str], tuple[dict[str, int], list[str]]] = {}
+        async with self.db.connection() as conn:
+            counts = await conn.fetch(
+                "SELECT k.u, k.d, o.algorithm, COUNT(*) AS n FROM unnest($1::text[], $2::text[]) AS k(u, d)"
+                " JOIN e2e_one_time_keys o ON o.user_id = k.u AND o.device_id = k.d GROUP BY k.u, k.d, o.algorithm",
+                users, device_ids,
+            )
+            fallbacks = await conn.fetch(
+                "SELECT k.u, k.d, f.algorithm FROM unnest($1::text[], $2::text[]) AS k(u, d)"
+                " JOIN e2e_fallback_keys f ON f.user_id = k.u AND f.device_id = k.d WHERE NOT f.used"
+                " ORDER BY f.algorithm",
+                users, device_ids,
+            )
+        for r in counts:
+            out.setdefault((r["u"], r["d"]), ({}, []))[0][r["algorithm"]] = r["n"]
+        for r in fallbacks:
+            out.setdefault((r["u"], r["d"]), ({}, []))[1].append(r["algorithm"])
+        return out
+
     async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         async with self.db.connection() as conn:
             rows = await conn.fetch(

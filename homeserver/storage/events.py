@@ -11,6 +11,7 @@ position N has seen every position below it.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,8 +64,17 @@ def _row_to_stored(row: asyncpg.Record) -> StoredEvent:
 
 
 class EventStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache_size: int = 50_000) -> None:
         self.db = db
+        # Events as read back, by ID. Only a redaction changes a stored event (redacted_by):
+        # `invalidate` runs right after its commit, and a read that raced it is not kept.
+        self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
+        self._cache_size = cache_size
+        self._invalidations = 0
+
+    def invalidate(self, event_id: str) -> None:
+        self._invalidations += 1
+        self._cache.pop(event_id, None)
 
     # -- rooms -----------------------------------------------------------
     async def lock_room(self, conn: asyncpg.Connection, room_id: str) -> None:
@@ -95,19 +105,38 @@ class EventStore:
     async def get_events(
         self, event_ids: Iterable[str], conn: asyncpg.Connection | None = None
     ) -> dict[str, StoredEvent]:
-        ids = list(set(event_ids))
-        if not ids:
-            return {}
+        out: dict[str, StoredEvent] = {}
+        missing = []
+        cache = self._cache
+        for eid in set(event_ids):
+            hit = cache.get(eid)
+            if hit is None:
+                missing.append(eid)
+            else:
+                cache.move_to_end(eid)
+                out[eid] = hit
+        if not missing:
+            return out
         sql = (
             f"SELECT {EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)"
             " WHERE e.event_id = ANY($1::text[])"
         )
+        generation = self._invalidations
         if conn is None:
             async with self.db.connection() as c:
-                rows = await c.fetch(sql, ids)
+                rows = await c.fetch(sql, missing)
         else:
-            rows = await conn.fetch(sql, ids)
-        return {r["event_id"]: _row_to_stored(r) for r in rows}
+            rows = await conn.fetch(sql, missing)
+        # A read on the caller's connection may see its own uncommitted writes: not kept.
+        keep = conn is None and generation == self._invalidations
+        for r in rows:
+            stored = _row_to_stored(r)
+            out[stored.event_id] = stored
+            if keep:
+                cache[stored.event_id] = stored
+        while len(cache) > self._cache_size:
+            cache.popitem(last=False)
+        return out
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
         return (await self.get_events([event_id])).get(event_id)
@@ -484,6 +513,13 @@ class EventStore:
                 "SELECT state_group FROM events WHERE room_id = $1 AND stream_ordering <= $2 AND NOT outlier"
                 " ORDER BY stream_ordering DESC LIMIT 1",
                 room_id, upto,
+            )
+
+    async def members_with_positions(self, room_id: str) -> list[asyncpg.Record]:
+        """Every user with a membership in the room: user_id, event_id, stream_ordering."""
+        async with self.db.connection() as conn:
+            return await conn.fetch(
+                "SELECT user_id, event_id, stream_ordering FROM room_memberships WHERE room_id = $1", room_id
             )
 
     async def member_counts(self, room_ids: Sequence[str]) -> dict[str, tuple[int, int]]:

@@ -97,13 +97,19 @@ class PushStore:
                 user_id, room_id,
             )
 
-    async def unread_counts(self, user_id: str, room_ids: Sequence[str]) -> list[asyncpg.Record]:
+    async def unread_summaries(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[asyncpg.Record]]:
+        """(user, room) -> that user's summary rows in that room (one per thread)."""
         async with self.db.connection() as conn:
-            return await conn.fetch(
-                "SELECT room_id, thread_id, notif_count, highlight_count FROM event_push_summary"
-                " WHERE user_id = $1 AND room_id = ANY($2::text[])",
-                user_id, list(room_ids),
+            rows = await conn.fetch(
+                "SELECT s.user_id, s.room_id, s.thread_id, s.notif_count, s.highlight_count"
+                " FROM event_push_summary s JOIN unnest($1::text[], $2::text[]) AS k(u, r)"
+                " ON s.user_id = k.u AND s.room_id = k.r",
+                [p[0] for p in pairs], [p[1] for p in pairs],
             )
+        out: dict[tuple[str, str], list[asyncpg.Record]] = {}
+        for r in rows:
+            out.setdefault((r["user_id"], r["room_id"]), []).append(r)
+        return out
 
     async def total_unread(self, user_ids: Sequence[str]) -> dict[str, int]:
         async with self.db.connection() as conn:

@@ -1,0 +1,127 @@
+"""`GET /sync` answered at the ASGI layer, ahead of Quart's routing and request context.
+
+Long-poll `/sync` is most of a homeserver's requests: every delivered message
+is one response and one re-poll per recipient. With the sync itself served
+from memory (`services/stream_cache.py`), Quart's per-request machinery
+(request object, contexts, hooks, response object) cost more than the sync.
+This lane does the same work directly: the same authentication, parameters,
+errors, CORS and request-id headers, metrics and log line as every other
+endpoint, and it cancels the sync (releasing its waiter) the moment the client
+disconnects. Every other request goes to Quart untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from homeserver import errors
+from homeserver.api.http import access_token_from
+from homeserver.core.fast_json import dumps_bytes as encode_json
+from homeserver.logs import request_id_var
+
+log = logging.getLogger("homeserver.app")
+
+SYNC_PATHS = {
+    "/_matrix/client/v3/sync": "/_matrix/client/v3/sync",
+    "/_matrix/client/r0/sync": "/_matrix/client/r0/sync",
+    "/_matrix/client/v3/sync/": "/_matrix/client/v3/sync",
+    "/_matrix/client/r0/sync/": "/_matrix/client/r0/sync",
+}
+
+ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
+                   Awaitable[None]]
+
+
+class _Headers:
+    """Case-insensitive first-value access to ASGI headers (what `access_token_from` needs)."""
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._h: dict[str, str] = {}
+        for k, v in raw:
+            self._h.setdefault(k.decode("latin-1").lower(), v.decode("latin-1"))
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._h.get(name.lower(), default)
+
+
+class FastSync:
+    def __init__(self, app: ASGIApp, services: Any, extra_headers: list[tuple[bytes, bytes]]) -> None:
+        self.app = app
+        self.services = services
+        self.extra_headers = extra_headers
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            endpoint = SYNC_PATHS.get(scope["path"])
+            if endpoint is not None:
+                await self._sync(endpoint, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _sync(self, endpoint: str, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        start = time.perf_counter()
+        headers = _Headers(scope.get("headers", []))
+        rid = headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        request_id_var.set(rid)
+        args: dict[str, str] = {}
+        for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+            args.setdefault(k, v)
+        status, body, extra = 200, b"", {}
+        task = asyncio.ensure_future(self._answer(headers, args))
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()  # the client left (or we are cancelled): release the waiter now
+            watcher.cancel()
+        if task.cancelled():
+            self._record(endpoint, 499, start)
+            return
+        exc = task.exception()
+        if exc is None:
+            body = encode_json(task.result())
+        elif isinstance(exc, errors.MatrixError):
+            status, body, extra = exc.status, encode_json(exc.body()), exc.headers
+        else:
+            log.error("unhandled error", exc_info=exc)
+            status, body = 500, encode_json({"errcode": "M_UNKNOWN", "error": "Internal server error"})
+        out = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", rid.encode("latin-1", "replace")),
+            *self.extra_headers,
+            *((k.lower().encode(), str(v).encode()) for k, v in extra.items()),
+        ]
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        finally:
+            self._record(endpoint, status, start)
+
+    async def _answer(self, headers: _Headers, args: dict[str, str]) -> Any:
+        token = access_token_from(headers, args)
+        if token is None:
+            raise errors.missing_token()
+        who = await self.services.auth.requester_for_token(token)
+        return await self.services.sync.sync(who, args)
+
+    def _record(self, endpoint: str, status: int, start: float) -> None:
+        elapsed = time.perf_counter() - start
+        metrics = self.services.metrics
+        metrics.requests.labels("GET", endpoint, str(status)).inc()
+        metrics.latency.labels("GET", endpoint).observe(elapsed)
+        log.info("%s %s %d %.1fms", "GET", endpoint, status, elapsed * 1000)
+
+
+async def _wait_disconnect(receive: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
