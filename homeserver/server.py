@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -84,6 +85,20 @@ def hypercorn_config(config: Config) -> Any:
     return hc
 
 
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections for a long-running server.
+
+    Everything built at start-up (modules, routes, services) lives as long as the
+    process: frozen, the collector never walks it again. The first generation is
+    collected every 50,000 net allocations instead of 700: a /sync allocates
+    hundreds of short-lived dicts, and the default made the collector run many
+    times per fan-out of one message.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
 
@@ -101,6 +116,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         db = await runtime.open_database()
         services = await build_services(config, db)
         app = create_app(services)
+        tune_gc()
 
         @app.before_serving
         async def announce() -> None:

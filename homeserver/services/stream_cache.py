@@ -121,6 +121,7 @@ class EventStreamCache:
         self._tails: _LRU = _LRU(max_rooms)
         self._members: _LRU = _LRU(max_rooms)  # room -> Members (current)
         self._member_loads: dict[str, int] = {}  # room -> membership changes seen while a load ran
+        self._member_load_done: dict[str, asyncio.Future[None]] = {}
         self._user_rooms: _LRU = _LRU(max_users)  # user -> (position, membership rows)
         self._forgets: dict[str, int] = {}
 
@@ -202,9 +203,18 @@ class EventStreamCache:
         return room_id in self._members
 
     async def load_members(self, room_id: str, load: Callable[[], Awaitable[Sequence[Any]]]) -> None:
-        """Fill the room's membership map from `load()` (rows of user_id, event_id, stream_ordering)."""
-        if room_id in self._members or room_id in self._member_loads:
+        """Fill the room's membership map from `load()` (rows of user_id, event_id, stream_ordering).
+
+        The 300 syncs one message wakes all want the same room: one load, the others wait for it.
+        """
+        if room_id in self._members:
             return
+        running = self._member_load_done.get(room_id)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._member_load_done[room_id] = done
         self._member_loads[room_id] = 0
         try:
             rows = await load()
@@ -212,6 +222,8 @@ class EventStreamCache:
                 self._members.put(room_id, {r["user_id"]: (r["event_id"], r["stream_ordering"]) for r in rows})
         finally:
             self._member_loads.pop(room_id, None)
+            self._member_load_done.pop(room_id, None)
+            done.set_result(None)
 
     # -- users -------------------------------------------------------------------------
     def user_memberships(self, user_id: str, at: int) -> list[Any] | None:

@@ -20,6 +20,7 @@ import asyncpg
 
 from homeserver.core.events import Event, StateKey
 from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.infra.batch import BatchLoader
 from homeserver.storage.database import Database
 from homeserver.storage.search import index_event as index_event_for_search
 
@@ -71,6 +72,7 @@ class EventStore:
         self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
         self._cache_size = cache_size
         self._invalidations = 0
+        self._batch: BatchLoader[str, StoredEvent | None] = BatchLoader(self._fetch_events, lambda: None)
 
     def invalidate(self, event_id: str) -> None:
         self._invalidations += 1
@@ -117,26 +119,37 @@ class EventStore:
                 out[eid] = hit
         if not missing:
             return out
-        sql = (
-            f"SELECT {EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)"
-            " WHERE e.event_id = ANY($1::text[])"
-        )
-        generation = self._invalidations
         if conn is None:
-            async with self.db.connection() as c:
-                rows = await c.fetch(sql, missing)
-        else:
-            rows = await conn.fetch(sql, missing)
+            # Concurrent readers of the same new events (a fan-out) share one query.
+            for eid, found in zip(missing, await self._batch.load_many(missing), strict=True):
+                if found is not None:
+                    out[eid] = found
+            return out
         # A read on the caller's connection may see its own uncommitted writes: not kept.
-        keep = conn is None and generation == self._invalidations
+        for r in await conn.fetch(self._GET_EVENTS_SQL, missing):
+            out[r["event_id"]] = _row_to_stored(r)
+        return out
+
+    _GET_EVENTS_SQL = (
+        f"SELECT {EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)"
+        " WHERE e.event_id = ANY($1::text[])"
+    )
+
+    async def _fetch_events(self, ids: Sequence[str]) -> dict[str, StoredEvent]:
+        generation = self._invalidations
+        async with self.db.connection() as c:
+            rows = await c.fetch(self._GET_EVENTS_SQL, list(ids))
+        keep = generation == self._invalidations
+        found = {}
+        cache = self._cache
         for r in rows:
             stored = _row_to_stored(r)
-            out[stored.event_id] = stored
+            found[stored.event_id] = stored
             if keep:
                 cache[stored.event_id] = stored
         while len(cache) > self._cache_size:
             cache.popitem(last=False)
-        return out
+        return found
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
         return (await self.get_events([event_id])).get(event_id)
