@@ -171,6 +171,8 @@ async def build_services(config: Config, db: Database) -> Services:
             serializer.invalidate(redacts)
 
     rooms.on_commit.append(forget_redacted)
+    # This process writes the events stream: positions continue from what is stored.
+    rooms.sequencer.start_after(await events.max_stream_ordering())
     stream_cache = EventStreamCache(start=await events.max_stream_ordering())
     rooms.on_commit.append(stream_cache.apply)
     rooms.on_forget.append(stream_cache.forgot)
@@ -197,6 +199,8 @@ async def build_services(config: Config, db: Database) -> Services:
     push_rules = PushRulesService(push_store, account_data)
     # Counters first, then wake the syncs (publish_events below), so a woken sync sees them.
     rooms.listeners.append(push.on_new_events)
+    rooms.on_commit.append(push.on_commit)
+    push.wait_applied = rooms.sequencer.applied
     receipts.on_read.append(push.on_read)
     accounts.on_devices_deleted.append(push.devices_deleted)
     sync = SyncService(

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +26,7 @@ from homeserver.infra.batch import BatchLoader
 from homeserver.services.auth import Requester
 from homeserver.services.rooms import NewEvent
 from homeserver.services.userdata import AccountDataService
-from homeserver.storage.events import EventStore
+from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.push import PushStore
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,9 @@ class PushRulesService:
                                     server_managed=True)
 
 
+ROOM_CONTEXT_TYPES = ("m.room.member", "m.room.power_levels", "m.room.create")
+
+
 class PushService:
     """Counters, /notifications and pushers."""
 
@@ -112,6 +116,10 @@ class PushService:
         self.store = store
         self.events = events
         self._summaries: BatchLoader[tuple[str, str], list[Any]] = BatchLoader(store.unread_summaries, list)
+        # Per room: joined members' display names, power levels, create event (see on_commit).
+        self._room_contexts: dict[str, tuple[dict[str, str | None], Any, Any]] = {}
+        self._room_changes: dict[str, int] = {}
+        self.wait_applied: Callable[[int], Awaitable[None]] | None = None  # RoomService.sequencer.applied
         self.server_name = server_name
         self.allow_http_gateways = allow_http_gateways
         self.retry_base_s = retry_base_s
@@ -146,13 +154,41 @@ class PushService:
     def _is_local(self, user_id: str) -> bool:
         return user_id.endswith(":" + self.server_name)
 
+    def on_commit(self, stored: StoredEvent) -> None:
+        """RoomService.on_commit: a change of members or power levels makes the room's context stale."""
+        ev = stored.event
+        if ev.is_state and ev.type in ROOM_CONTEXT_TYPES:
+            self._room_changes[ev.room_id] = self._room_changes.get(ev.room_id, 0) + 1
+            self._room_contexts.pop(ev.room_id, None)
+
+    async def _room_context(self, room_id: str) -> tuple[dict[str, str | None], Any, Any]:
+        """(joined member -> display name, power levels content, create event) of the room."""
+        ctx = self._room_contexts.get(room_id)
+        if ctx is not None:
+            return ctx
+        changes = self._room_changes.get(room_id, 0)
+        members = await self.events.members(room_id, ["join"])
+        names = {m["user_id"]: m["displayname"] for m in members}
+        state_ids = await self.events.current_state_ids(room_id, [("m.room.power_levels", ""), ("m.room.create", "")])
+        stored = await self.events.get_events(list(state_ids.values()))
+        pl_ev = stored.get(state_ids.get(("m.room.power_levels", ""), ""))
+        create_ev = stored.get(state_ids.get(("m.room.create", ""), ""))
+        ctx = (names, pl_ev.event.content if pl_ev is not None else None, create_ev.event if create_ev else None)
+        if changes == self._room_changes.get(room_id, 0):
+            if len(self._room_contexts) > 20_000:
+                self._room_contexts.clear()
+            self._room_contexts[room_id] = ctx
+        return ctx
+
     async def _process(self, n: NewEvent) -> None:
         event = n.event
         pdu = event.pdu
         room_id = event.room_id
-        members = await self.events.members(room_id, ["join"])
-        joined = len(members)
-        names = {m["user_id"]: m["displayname"] for m in members}
+        if self.wait_applied is not None:
+            # The room context below reflects at least this event's position.
+            await self.wait_applied(n.stream_ordering)
+        names, pl_content, create_event = await self._room_context(room_id)
+        joined = len(names)
         recipients = [u for u in names if u != event.sender and self._is_local(u)]
         invitee = event.state_key if event.type == "m.room.member" else None
         if (invitee and invitee != event.sender and invitee not in names and self._is_local(invitee)
@@ -160,13 +196,7 @@ class PushService:
             recipients.append(invitee)
         if not recipients:
             return
-        state_ids = await self.events.current_state_ids(room_id, [("m.room.power_levels", ""), ("m.room.create", "")])
-        stored = await self.events.get_events(list(state_ids.values()))
-        pl_ev = stored.get(state_ids.get(("m.room.power_levels", ""), ""))
-        create_ev = stored.get(state_ids.get(("m.room.create", ""), ""))
-        pl_content = pl_ev.event.content if pl_ev is not None else None
-        sender_power = get_user_power_level_from_content(event.sender, pl_content, create_ev.event if create_ev else None,
-                                                         event.room_version)
+        sender_power = get_user_power_level_from_content(event.sender, pl_content, create_event, event.room_version)
         levels = pl_content.get("notifications") if isinstance(pl_content, dict) else None
         levels = levels if isinstance(levels, dict) else {}
         rulesets = await self.store.rulesets_for(recipients)

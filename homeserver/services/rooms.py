@@ -54,6 +54,31 @@ class NewEvent:
     stream_ordering: int
 
 
+@dataclass
+class _Head:
+    """A room's newest event and current state, as this process last committed them."""
+
+    event_id: str
+    depth: int
+    state_group: int | None
+    state: dict[StateKey, str]
+
+
+class _Positions:
+    """The stream positions one transaction took, the events written at them, and the room heads they made."""
+
+    def __init__(self, sequencer: StreamSequencer) -> None:
+        self._sequencer = sequencer
+        self.allocated: list[int] = []
+        self.new: list[NewEvent] = []
+        self.heads: dict[str, _Head] = {}
+
+    def allocate(self) -> int:
+        p = self._sequencer.allocate()
+        self.allocated.append(p)
+        return p
+
+
 EventListener = Callable[[list[NewEvent]], Awaitable[None]]
 
 
@@ -85,6 +110,8 @@ class RoomService:
         self.on_commit: list[Callable[[StoredEvent], None]] = []
         self.sequencer = StreamSequencer(self._committed)
         self.on_forget: list[Callable[[str], None]] = []  # user_id, after a room was forgotten
+        self._heads: dict[str, _Head] = {}
+        self._recent_txns: dict[tuple[str, str, str, str], str] = {}
 
     def _committed(self, new: NewEvent) -> None:
         stored = StoredEvent(new.event, new.stream_ordering, new.event.depth, {}, None, None)
@@ -92,23 +119,31 @@ class RoomService:
             hook(stored)
 
     @asynccontextmanager
-    async def _sequenced(self) -> AsyncIterator[list[NewEvent]]:
-        """Collects the events one transaction appends (see `_track`); after the block
-        (the commit) they reach `on_commit` in stream order, or are dropped on failure."""
-        new: list[NewEvent] = []
+    async def _sequenced(self) -> AsyncIterator[_Positions]:
+        """Stream positions for the events one transaction appends; after the block (the
+        commit) those events reach `on_commit` in stream order, or are dropped on failure."""
+        positions = _Positions(self.sequencer)
         try:
-            yield new
+            yield positions
         except BaseException:
-            for n in new:
-                self.sequencer.abort(n.stream_ordering)
+            for p in positions.allocated:
+                self.sequencer.abort(p)
+            for room_id in positions.heads:
+                self._heads.pop(room_id, None)
             raise
-        for n in new:
-            self.sequencer.finish(n.stream_ordering, n)
+        # Committed: later appends in these rooms start from the heads this transaction made.
+        if len(self._heads) > 50_000:
+            self._heads.clear()
+        self._heads.update(positions.heads)
+        done = {n.stream_ordering: n for n in positions.new}
+        for p in positions.allocated:
+            if p in done:
+                self.sequencer.finish(p, done[p])
+            else:
+                self.sequencer.abort(p)
 
-    def _track(self, pending: list[NewEvent], new: NewEvent) -> NewEvent:
-        # Right after the position was allocated, while the stream lock is still held.
-        self.sequencer.begin(new.stream_ordering)
-        pending.append(new)
+    def _track(self, positions: _Positions, new: NewEvent) -> NewEvent:
+        positions.new.append(new)
         return new
 
     # -- the one way events are appended ----------------------------------
@@ -130,19 +165,30 @@ class RoomService:
         state_key: str | None = None,
         redacts: str | None = None,
         txn: tuple[str, str, str, str] | None = None,
+        positions: _Positions,
     ) -> NewEvent:
-        extremities = await self.events.forward_extremities(conn, room_id)
-        if not extremities:
-            raise errors.not_found("Unknown room")
+        # The room's head: what this transaction wrote last, else what this process committed last
+        # (appends to a room are serialised by its lock), else the database.
+        head = positions.heads.get(room_id) or self._heads.get(room_id)
+        if head is None:
+            extremities = await self.events.forward_extremities(conn, room_id)
+            if not extremities:
+                raise errors.not_found("Unknown room")
+            current = await self.events.current_state_ids(room_id, None, conn)
+            depth = await self.events.depth_of(conn, extremities) + 1
+            # Only one extremity for local-only rooms; forks (federation) are resolved before this point.
+            group_before = await self.events.state_group_of(conn, extremities[0])
+        else:
+            extremities, current = [head.event_id], head.state
+            depth, group_before = head.depth + 1, head.state_group
         auth_keys = auth_types_for_event(rv, type, sender, state_key, content)
         lookup = set(auth_keys)
         # The auth rules of v12 still read the create event, which is no longer an auth event.
         lookup.add(("m.room.create", ""))
-        state_ids = await self.events.current_state_ids(room_id, lookup, conn)
+        state_ids = {k: current[k] for k in lookup if k in current}
         stored = await self.events.get_events(state_ids.values(), conn)
         auth_state = {k: stored[eid].event for k, eid in state_ids.items() if eid in stored}
         state_ids = {k: v for k, v in state_ids.items() if k in auth_keys}
-        depth = await self.events.depth_of(conn, extremities) + 1
         ts = now_ms()
         try:
             event = build_event(
@@ -159,12 +205,14 @@ class RoomService:
             check_auth(rv, event, auth_state)
         except AuthError as e:
             raise errors.forbidden(f"Event not allowed: {e}") from None
-        # Only one extremity for local-only rooms; forks (federation) are resolved before this point.
-        group_before = await self.events.state_group_of(conn, extremities[0])
-        stream, _ = await self.events.persist_event(
-            conn, event, state_group_before=group_before, txn=txn, now_ms=ts
+        stream, group = await self.events.persist_event(
+            conn, event, state_group_before=group_before, txn=txn, now_ms=ts, allocate_stream=positions.allocate
         )
-        return NewEvent(event, stream)
+        state = dict(current)
+        if event.is_state:
+            state[event.state_tuple] = event.event_id
+        positions.heads[room_id] = _Head(event.event_id, depth, group, state)
+        return self._track(positions, NewEvent(event, stream))
 
     async def _notify(self, new: list[NewEvent]) -> None:
         for listener in self.listeners:
@@ -193,10 +241,10 @@ class RoomService:
                     rv = await self.events.get_room_version(room_id, conn)
                     if rv is None:
                         raise errors.not_found("Unknown room")
-                    new = self._track(pending, await self._append(
+                    new = await self._append(
                         conn, room_id, rv, type=type, sender=sender, content=content,
-                        state_key=state_key, redacts=redacts, txn=txn,
-                    ))
+                        state_key=state_key, redacts=redacts, txn=txn, positions=pending,
+                    )
             except asyncpg.UniqueViolationError:
                 if txn is not None:
                     existing = await self.events.event_for_txn(*txn)
@@ -300,13 +348,16 @@ class RoomService:
                     raise errors.bad_json(f"Invalid creation content: {e}") from None
                 await self.events.lock_room(conn, room_id)
                 await self.events.create_room_row(conn, room_id, rv.identifier, user_id, ts, visibility == "public")
-                stream, _ = await self.events.persist_event(conn, create, state_group_before=None, txn=None, now_ms=ts)
+                stream, group = await self.events.persist_event(conn, create, state_group_before=None, txn=None,
+                                                                now_ms=ts, allocate_stream=pending.allocate)
+                pending.heads[room_id] = _Head(create.event_id, create.depth, group, {create.state_tuple: create.event_id})
                 new_events.append(self._track(pending, NewEvent(create, stream)))
 
                 async def add(type: str, content: dict[str, Any], state_key: str | None = "") -> None:
-                    new_events.append(self._track(pending, await self._append(
-                        conn, room_id, rv, type=type, sender=user_id, content=content, state_key=state_key
-                    )))
+                    new_events.append(await self._append(
+                        conn, room_id, rv, type=type, sender=user_id, content=content, state_key=state_key,
+                        positions=pending,
+                    ))
 
                 await add("m.room.member", _member_content("join", profile), user_id)
                 pl = _default_power_levels(rv, user_id, preset, invite)
@@ -363,7 +414,9 @@ class RoomService:
         self, requester: Requester, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
     ) -> str:
         txn = (requester.user_id, requester.device_id, f"send:{room_id}", txn_id)
-        existing = await self.events.event_for_txn(*txn)
+        # A retried transaction gets the event it made. Recent ones are remembered here; an older
+        # one (or one from before a restart) hits the unique key in send_event, which answers the same.
+        existing = self._recent_txns.get(txn)
         if existing:
             return existing
         if event_type == "m.room.message":
@@ -375,12 +428,20 @@ class RoomService:
             target = content.get("redacts")
             if isinstance(target, str):
                 await self._check_redaction(requester.user_id, room_id, target)
-            return (await self.send_event(
+            redaction = await self.send_event(
                 requester.user_id, room_id, type=event_type, content=content,
                 redacts=target if isinstance(target, str) else None, txn=txn,
-            )).event.event_id
+            )
+            self._remember_txn(txn, redaction.event.event_id)
+            return redaction.event.event_id
         new = await self.send_event(requester.user_id, room_id, type=event_type, content=content, txn=txn)
+        self._remember_txn(txn, new.event.event_id)
         return new.event.event_id
+
+    def _remember_txn(self, txn: tuple[str, str, str, str], event_id: str) -> None:
+        if len(self._recent_txns) >= 100_000:
+            self._recent_txns.clear()
+        self._recent_txns[txn] = event_id
 
     async def _take_message_budget(self, user_id: str) -> None:
         wait = await self.limiter.take(f"msg:{user_id}", self.config.rate_rule("messages_per_user"))

@@ -32,13 +32,14 @@ log = logging.getLogger(__name__)
 
 
 class StreamSequencer:
-    """Hands committed positions of one stream to `apply` in position order.
+    """Gives out the positions of one stream and hands committed ones to `apply` in order.
 
-    A writer calls `begin(p)` once the database has allocated position p (the
-    allocation is serialised by a lock held until commit, so no higher position
-    can be allocated before `begin`), then `finish(p, item)` after the commit or
-    `abort(p)` after a rollback. `apply(item)` runs for p only when no lower
-    position is still in flight.
+    A writer takes a position with `allocate()` (or declares one it got elsewhere
+    with `begin(p)`, before any higher one can exist), then calls `finish(p, item)`
+    after its commit or `abort(p)` after a rollback. `apply(item)` runs for p only
+    when no lower position is still in flight, so whoever sees position p applied
+    knows every lower one is committed. Writers in different rooms commit in any
+    order and never wait for each other; readers never see a hole.
     """
 
     def __init__(self, apply: Callable[[Any], None]) -> None:
@@ -47,7 +48,19 @@ class StreamSequencer:
         self._done: list[tuple[int, int, Any]] = []  # heap of (position, tiebreak, item)
         self._seq = 0
         self._applied_upto = 0
+        self._next = 0
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+
+    def start_after(self, position: int) -> None:
+        """Positions up to `position` exist already (read from the database at start-up)."""
+        self._next = max(self._next, position)
+        self._applied_upto = max(self._applied_upto, position)
+
+    def allocate(self) -> int:
+        """The next position, in flight until `finish` or `abort`."""
+        self._next += 1
+        self._in_flight.add(self._next)
+        return self._next
 
     def begin(self, position: int) -> None:
         self._in_flight.add(position)

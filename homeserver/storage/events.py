@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,6 @@ from homeserver.infra.batch import BatchLoader
 from homeserver.storage.database import Database
 from homeserver.storage.search import index_event as index_event_for_search
 
-EVENTS_STREAM_LOCK = 0x45564E54
 # A state group whose delta chain would pass this length is stored in full.
 MAX_STATE_CHAIN = 64
 
@@ -73,6 +72,7 @@ class EventStore:
         self._cache_size = cache_size
         self._invalidations = 0
         self._batch: BatchLoader[str, StoredEvent | None] = BatchLoader(self._fetch_events, lambda: None)
+        self._room_versions: dict[str, RoomVersion] = {}
 
     def invalidate(self, event_id: str) -> None:
         self._invalidations += 1
@@ -92,6 +92,17 @@ class EventStore:
         )
 
     async def get_room_version(self, room_id: str, conn: asyncpg.Connection | None = None) -> RoomVersion | None:
+        known = self._room_versions.get(room_id)
+        if known is not None:
+            return known  # a room's version never changes
+        rv = await self._read_room_version(room_id, conn)
+        if rv is not None:
+            if len(self._room_versions) >= 100_000:
+                self._room_versions.clear()
+            self._room_versions[room_id] = rv
+        return rv
+
+    async def _read_room_version(self, room_id: str, conn: asyncpg.Connection | None) -> RoomVersion | None:
         if conn is None:
             async with self.db.connection() as c:
                 v = await c.fetchval("SELECT room_version FROM rooms WHERE room_id = $1", room_id)
@@ -235,11 +246,14 @@ class EventStore:
         state_group_before: int | None,
         txn: tuple[str, str, str, str] | None,
         now_ms: int,
+        allocate_stream: Callable[[], int],
     ) -> tuple[int, int]:
         """Write a new event of the room's current timeline; returns (stream_ordering, state_group).
 
         The caller holds the room lock and has checked the event against the
         current state; the event's prev_events are the room's forward extremities.
+        `allocate_stream` hands out the event's stream position (see StreamSequencer:
+        positions are given out and published in order by the one writing process).
         """
         pdu = event.pdu
         room_id = event.room_id
@@ -261,8 +275,7 @@ class EventStore:
                 }
             state_group = await self._new_state_group(conn, room_id, state_group_before, {key: event.event_id})
 
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", EVENTS_STREAM_LOCK)
-        stream = await conn.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) + 1 FROM events")
+        stream = allocate_stream()
         content = event.content
         membership = event.membership()
         await conn.execute(

@@ -16,6 +16,10 @@ READ_TYPES = ("m.read", "m.read.private")
 class PushStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._rulesets: dict[str, dict[str, Any] | None] = {}  # user -> own rule set (None: the defaults)
+        self._ruleset_changes = 0
+        self._pusher_users: frozenset[str] | None = None  # users with at least one pusher
+        self._pusher_changes = 0
 
     # -- rule sets --------------------------------------------------------------
     async def get_ruleset(self, user_id: str) -> dict[str, Any] | None:
@@ -23,17 +27,44 @@ class PushStore:
             return await conn.fetchval("SELECT ruleset FROM push_rules WHERE user_id = $1", user_id)
 
     async def rulesets_for(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The users' own rule sets (users with none are left out). Read for every event's
+        recipients, so kept in memory; a change drops the user's entry before and after its commit."""
+        out: dict[str, dict[str, Any]] = {}
+        missing = []
+        for u in user_ids:
+            if u in self._rulesets:
+                ruleset = self._rulesets[u]
+                if ruleset is not None:
+                    out[u] = ruleset
+            else:
+                missing.append(u)
+        if not missing:
+            return out
+        changes = self._ruleset_changes
         async with self.db.connection() as conn:
             rows = await conn.fetch(
-                "SELECT user_id, ruleset FROM push_rules WHERE user_id = ANY($1::text[])", list(user_ids)
+                "SELECT user_id, ruleset FROM push_rules WHERE user_id = ANY($1::text[])", missing
             )
-        return {r["user_id"]: r["ruleset"] for r in rows}
+        found = {r["user_id"]: r["ruleset"] for r in rows}
+        out.update(found)
+        if changes == self._ruleset_changes:
+            if len(self._rulesets) > 200_000:
+                self._rulesets.clear()
+            for u in missing:
+                self._rulesets[u] = found.get(u)
+        return out
+
+    def _ruleset_changed(self, user_id: str) -> None:
+        self._ruleset_changes += 1
+        self._rulesets.pop(user_id, None)
 
     async def update_ruleset(
         self, user_id: str, change: Callable[[dict[str, Any] | None], dict[str, Any]]
     ) -> dict[str, Any]:
         """Apply `change` to the stored rule set under a row lock; returns the new rule set."""
+        self._ruleset_changed(user_id)
         async with self.db.transaction() as conn:
+            self.db.after_commit(conn, lambda: self._ruleset_changed(user_id))
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 8))", user_id)
             current = await conn.fetchval("SELECT ruleset FROM push_rules WHERE user_id = $1", user_id)
             new = change(current)
@@ -139,14 +170,33 @@ class PushStore:
 
     # -- pushers ----------------------------------------------------------------
     async def pushers_for(self, user_ids: Sequence[str]) -> list[asyncpg.Record]:
+        # Asked for every event's recipients, and almost none of them has a pusher: who has
+        # any is kept in memory (dropped before and after every change of the pushers table).
+        with_pushers = self._pusher_users
+        if with_pushers is None:
+            changes = self._pusher_changes
+            async with self.db.connection() as conn:
+                rows = await conn.fetch("SELECT DISTINCT user_id FROM pushers")
+            with_pushers = frozenset(r["user_id"] for r in rows)
+            if changes == self._pusher_changes:
+                self._pusher_users = with_pushers
+        user_ids = [u for u in user_ids if u in with_pushers]
+        if not user_ids:
+            return []
         async with self.db.connection() as conn:
             return await conn.fetch(
                 "SELECT * FROM pushers WHERE user_id = ANY($1::text[]) ORDER BY user_id, app_id, pushkey",
                 list(user_ids),
             )
 
+    def _pushers_changed(self) -> None:
+        self._pusher_changes += 1
+        self._pusher_users = None
+
     async def set_pusher(self, p: dict[str, Any], append: bool) -> None:
+        self._pushers_changed()
         async with self.db.transaction() as conn:
+            self.db.after_commit(conn, self._pushers_changed)
             if not append:
                 await conn.execute(
                     "DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3",
@@ -169,9 +219,11 @@ class PushStore:
             await conn.execute(
                 "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3", user_id, app_id, pushkey
             )
+        self._pushers_changed()
 
     async def delete_pushers_for_devices(self, user_id: str, device_ids: Sequence[str]) -> None:
         async with self.db.connection() as conn:
             await conn.execute(
                 "DELETE FROM pushers WHERE user_id = $1 AND device_id = ANY($2::text[])", user_id, list(device_ids)
             )
+        self._pushers_changed()

@@ -212,3 +212,16 @@ async def test_batch_loader_failure_reaches_every_waiter() -> None:
     assert all(isinstance(r, OSError) for r in results)
     with pytest.raises(OSError):
         await loader.load(3)
+
+
+def test_sequencer_allocates_after_the_stored_positions() -> None:
+    applied: list[int] = []
+    seq = StreamSequencer(applied.append)
+    seq.start_after(41)
+    a, b = seq.allocate(), seq.allocate()
+    assert (a, b) == (42, 43)
+    seq.finish(b, b)
+    assert applied == []
+    seq.abort(a)  # a rolled back: nothing waits for it
+    assert applied == [43]
+    assert seq.allocate() == 44
