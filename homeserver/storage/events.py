@@ -23,6 +23,7 @@ from homeserver.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.infra.batch import BatchLoader
 from homeserver.storage.database import Database
 from homeserver.storage.search import index_event as index_event_for_search
+from homeserver.storage.search import searchable_text
 
 # A state group whose delta chain would pass this length is stored in full.
 MAX_STATE_CHAIN = 64
@@ -278,33 +279,40 @@ class EventStore:
         stream = allocate_stream()
         content = event.content
         membership = event.membership()
-        await conn.execute(
-            "INSERT INTO events (stream_ordering, topological_ordering, event_id, room_id, type, state_key,"
-            " sender, origin_server_ts, json, unsigned, membership, contains_url, state_group)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        prevs = event.prev_event_ids()
+        # The rows every event has go in one statement (one round trip): the event, its edges and
+        # auth events, the room's new forward extremity, the client's transaction ID, the search row.
+        parts = [
+            ("ev AS (INSERT INTO events (stream_ordering, topological_ordering, event_id, room_id, type, state_key,"
+             " sender, origin_server_ts, json, unsigned, membership, contains_url, state_group)"
+             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13))"),
+            "ed AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT $3, unnest($14::text[]))",
+            "au AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT $3, unnest($15::text[]))",
+            "dx AS (DELETE FROM room_forward_extremities WHERE room_id = $4 AND event_id = ANY($14::text[]))",
+            "fx AS (INSERT INTO room_forward_extremities (room_id, event_id) VALUES ($4, $3))",
+        ]
+        args: list[Any] = [
             stream, event.depth, event.event_id, room_id, event.type, event.state_key, event.sender,
             event.origin_server_ts, json.dumps(pdu, ensure_ascii=False, separators=(",", ":")), unsigned,
-            membership, isinstance(content.get("url"), str), state_group,
-        )
-        prevs = event.prev_event_ids()
-        if prevs:
-            await conn.executemany(
-                "INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2)",
-                [(event.event_id, p) for p in prevs],
+            membership, isinstance(content.get("url"), str), state_group, prevs, event.auth_event_ids(),
+        ]
+        if txn is not None:
+            n = len(args)
+            parts.append(
+                f"tx AS (INSERT INTO event_txn_ids (user_id, device_id, scope, txn_id, event_id, created_ts)"
+                f" VALUES (${n + 1}, ${n + 2}, ${n + 3}, ${n + 4}, $3, ${n + 5}))"
             )
-        auths = event.auth_event_ids()
-        if auths:
-            await conn.executemany(
-                "INSERT INTO event_auth (event_id, auth_event_id) VALUES ($1, $2)",
-                [(event.event_id, a) for a in auths],
+            args += [txn[0], txn[1], txn[2], txn[3], now_ms]
+        searchable = searchable_text(event)
+        if searchable is not None:
+            n = len(args)
+            parts.append(
+                f"se AS (INSERT INTO event_search (stream_ordering, event_id, room_id, sender, type, key,"
+                f" origin_server_ts, contains_url, vector) VALUES ($1, $3, $4, $7, $5, ${n + 1}, $8, $12,"
+                f" to_tsvector('english', ${n + 2})) ON CONFLICT DO NOTHING)"
             )
-        await conn.execute(
-            "DELETE FROM room_forward_extremities WHERE room_id = $1 AND event_id = ANY($2::text[])",
-            room_id, prevs,
-        )
-        await conn.execute(
-            "INSERT INTO room_forward_extremities (room_id, event_id) VALUES ($1, $2)", room_id, event.event_id
-        )
+            args += [searchable[0], searchable[1]]
+        await conn.execute("WITH " + ", ".join(parts) + " SELECT 1", *args)
         if event.is_state:
             t, s = event.state_tuple
             await conn.execute(
@@ -327,12 +335,6 @@ class EventStore:
                     room_id, s, membership, event.event_id, stream, event.sender,
                     dn if isinstance(dn, str) else None, av if isinstance(av, str) else None,
                 )
-        if txn is not None:
-            await conn.execute(
-                "INSERT INTO event_txn_ids (user_id, device_id, scope, txn_id, event_id, created_ts)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
-                txn[0], txn[1], txn[2], txn[3], event.event_id, now_ms,
-            )
         relation = content.get("m.relates_to")
         if isinstance(relation, dict):
             rel_type = relation.get("rel_type")
@@ -349,8 +351,9 @@ class EventStore:
                 "UPDATE events SET redacted_by = $2 WHERE event_id = $1 AND room_id = $3 AND redacted_by IS NULL",
                 event.redacts, event.event_id, room_id,
             )
-        # Message search index (and room settings for the user directory), in this transaction.
-        await index_event_for_search(conn, event, stream)
+        if searchable is None:
+            # Redactions leave the search index, room settings for the user directory, in this transaction.
+            await index_event_for_search(conn, event, stream)
         return stream, state_group if state_group is not None else 0
 
     async def event_for_txn(self, user_id: str, device_id: str, scope: str, txn_id: str) -> str | None:
