@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--notify", action="store_true",
                         help="desktop notifications (notify-send) for mentions and direct messages")
     parser.add_argument("--logout", action="store_true", help="log out the saved session and exit")
+    parser.add_argument("--long-poll", action="store_true",
+                        help="sync with /sync long-polling even when the server offers a WebSocket")
     args = parser.parse_args(argv)
     store = SessionStore()
     session = store.load()
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     ):
         session = None  # asked for a different account: log in afresh
     homeserver = (args.homeserver or (session.homeserver if session else DEFAULT_HOMESERVER)).rstrip("/")
-    client = MatrixClient(HttpxTransport(homeserver), homeserver, session)
+    client = MatrixClient(HttpxTransport(homeserver), homeserver, session, use_websocket=not args.long_poll)
     settings = Settings.load()
     if args.notify:
         settings.desktop_notifications = True

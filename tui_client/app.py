@@ -66,6 +66,7 @@ class ParleyApp(App[None]):
         self.notifier = notifier or DesktopNotifier(self.settings.desktop_notifications)
         self.media = MediaCache()
         self.model = ClientState(client.session.user_id if client.session else "")
+        self._told_fallback = False
         client.on_session_changed = self._session_changed
         client.add_status_listener(self._status_changed)
 
@@ -158,7 +159,12 @@ class ParleyApp(App[None]):
                 return screen
         return None
 
-    def _status_changed(self, _status: ConnectionStatus) -> None:
+    def _status_changed(self, status: ConnectionStatus) -> None:
+        reason = self.client.websocket_fallback_reason
+        if status is ConnectionStatus.SYNCING and reason and not self._told_fallback:
+            self._told_fallback = True
+            self.notify(f"WebSocket sync is offered but did not connect ({reason}); using long-poll.",
+                        severity="warning", timeout=8)
         screen = self._main_screen()
         if screen is not None and screen.ready:
             screen.draw_status()

@@ -185,7 +185,7 @@ class MainScreen(Screen[None]):
         self.query_one(StatusBar).show(
             client.status, self.parley.model.user_id,
             room.display_name(self.parley.model.user_id) if room else "", room.topic if room else "",
-            client.retry_in)
+            client.retry_in, client.sync_transport)
 
     def _draw_room(self, room: Room) -> None:
         own = self.parley.model.user_id
