@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
@@ -15,11 +16,13 @@ from .sync_data import T0
 
 
 def make_app(syncs: list[dict[str, Any]] | None = None, session: Session | None = SESSION,
-             transport: RecordedTransport | None = None) -> tuple[ParleyApp, RecordedTransport]:
+             transport: RecordedTransport | None = None,
+             cache_root: Path | None = None) -> tuple[ParleyApp, RecordedTransport]:
     """The real app and client layer, on a recorded transport, in UTC with a fixed clock."""
     transport = transport or RecordedTransport(syncs)
     client = MatrixClient(transport, "http://hs.test", session)
-    app = ParleyApp(client, tz=UTC, clock=lambda: T0 / 1000 + 300, transport_factory=lambda _url: transport)
+    app = ParleyApp(client, tz=UTC, clock=lambda: T0 / 1000 + 300, transport_factory=lambda _url: transport,
+                    cache_root=cache_root)
     return app, transport
 
 

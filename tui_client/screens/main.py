@@ -26,7 +26,7 @@ from ..matrix import (
     reply_content,
 )
 from ..media import downloads_dir, media_url, save_media, wants_thumbnail
-from ..model import Room, SyncUpdate, TimelineEvent
+from ..model import Gap, Room, SyncUpdate, TimelineEvent
 from ..present import event_text, typing_text
 from ..render import markdown_to_html
 from ..widgets import Composer, MemberList, RoomList, StatusBar, Timeline
@@ -150,6 +150,8 @@ class MainScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self not in self.app.screen_stack:
+            return  # the session ended before we were shown (the login screen replaced us)
         self.ready = True
         self.refresh_from_model(None)
         self.query_one(Composer).focus()
@@ -419,9 +421,16 @@ class MainScreen(Screen[None]):
         self.refresh_from_model(None)
 
     @work(group="history", exclusive=True)
-    async def load_older(self, room_id: str, gap: Any) -> None:
+    async def load_older(self, room_id: str, gap: Gap) -> None:
         try:
-            page = await self.parley.client.messages(room_id, gap.token)
+            token: object = gap.token
+            if not token and gap.anchor is not None:
+                # A gap from the cache, where older events were dropped: /context of the
+                # oldest kept event says where history before it starts.
+                token = (await self.parley.client.context(room_id, gap.anchor, limit=0)).get("start")
+            if not isinstance(token, str) or not token:
+                return
+            page = await self.parley.client.messages(room_id, token)
         except (MatrixError, TransportError, LoggedOut) as error:
             self.notify(f"Could not load history: {error}", severity="error")
             return
