@@ -18,7 +18,6 @@ from tui_client.app import ParleyApp
 from tui_client.matrix import (
     ConnectionStatus,
     HttpxTransport,
-    LongPollSync,
     MatrixClient,
     Session,
     WebSocketSync,
