@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest_asyncio
 from PIL import Image
 from textual.pilot import Pilot
 
@@ -21,6 +22,14 @@ from tui_client.screens import MainScreen
 from tui_client.widgets import Composer
 
 V3 = "/_matrix/client/v3"
+
+
+@pytest_asyncio.fixture
+async def server(server_factory: Any) -> Any:
+    """The homeserver without protocol pings: hypercorn 0.18 keeps a closed WebSocket's ping
+    task sleeping for up to one ping interval, which holds the server's shutdown that long.
+    (The client still pings; keep-alive is not what these tests are about.)"""
+    return await server_factory({"rate_limits.enabled": False, "http.websocket_ping_interval_s": 0})
 
 
 async def wait_for(pilot: Pilot, check: Callable[[], Any], what: str, timeout: float = 15) -> Any:

@@ -10,6 +10,7 @@ from datetime import UTC
 from typing import Any
 
 import httpx
+import pytest_asyncio
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
@@ -28,6 +29,14 @@ from tui_client.screens import MainScreen
 from tui_client.widgets import StatusBar
 
 V3 = "/_matrix/client/v3"
+
+
+@pytest_asyncio.fixture
+async def server(server_factory: Any) -> Any:
+    """The homeserver without protocol pings: hypercorn 0.18 keeps a closed WebSocket's ping
+    task sleeping for up to one ping interval, which holds the server's shutdown that long.
+    (The client still pings; keep-alive is not what these tests are about.)"""
+    return await server_factory({"rate_limits.enabled": False, "http.websocket_ping_interval_s": 0})
 
 
 async def eventually(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
@@ -256,6 +265,7 @@ async def test_falls_back_to_long_poll_when_a_proxy_refuses_websockets(server: A
     config = HypercornConfig()
     config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
+    config.graceful_timeout = 0.2  # a forwarded long-poll may still be waiting upstream
     stop = asyncio.Event()
     proxy = asyncio.create_task(serve(http_only_proxy(server.base_url), config,  # type: ignore[arg-type]
                                       shutdown_trigger=stop.wait))
@@ -304,7 +314,8 @@ async def test_the_tui_shows_it_is_on_the_websocket(server: Any) -> None:
 
 
 async def test_an_expired_token_is_refreshed_and_the_socket_reopened(server_factory: Any) -> None:
-    server = await server_factory({"rate_limits.enabled": False, "auth.access_token_lifetime_ms": 1500})
+    server = await server_factory({"rate_limits.enabled": False, "auth.access_token_lifetime_ms": 1500,
+                                   "http.websocket_ping_interval_s": 0})
     async with server.client() as http:
         pair = await make_pair(http, server.base_url)
         sessions: list[Session | None] = []
