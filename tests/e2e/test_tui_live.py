@@ -230,3 +230,33 @@ async def test_tui_shows_an_uploaded_image_inline(server: Any) -> None:
             timeline = screen.query_one(Timeline)
             inline = await wait_for(pilot, lambda: timeline.inline_images().get(event_id), "the inline picture")
             assert inline.ok and inline.data == buf.getvalue()
+
+
+async def test_message_search_pages_through_every_hit(server: Any) -> None:
+    async with server.client() as http:
+        alice = await register(http, "alice")
+        ha = auth_header(alice["access_token"])
+        room = (await http.post(f"{V3}/createRoom", headers=ha, json={"name": "Haystack"})).json()["room_id"]
+        sent = []
+        for i in range(23):
+            r = await http.put(f"{V3}/rooms/{room}/send/m.room.message/n{i}", headers=ha,
+                               json={"msgtype": "m.text", "body": f"needle number {i}"})
+            sent.append(r.json()["event_id"])
+        session = Session(homeserver=server.base_url, user_id=alice["user_id"],
+                          access_token=alice["access_token"], device_id=alice["device_id"])
+        client = MatrixClient(HttpxTransport(server.base_url), server.base_url, session)
+        try:
+            found: list[str] = []
+            pages = 0
+            token = None
+            while True:
+                page = await client.search_messages("needle", next_batch=token)
+                pages += 1
+                found += [r["event_id"] for r in page.results]
+                token = page.next_batch
+                if token is None:
+                    break
+                assert pages < 10
+            assert pages >= 2 and found == list(reversed(sent))  # newest first, each once
+        finally:
+            await client.transport.aclose()

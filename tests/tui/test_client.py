@@ -197,7 +197,7 @@ async def test_room_calls_hit_the_spec_endpoints() -> None:
     await client.set_read_markers(ROOM, "$e", read="$e")
     await client.messages(ROOM, "tok", limit=20)
     assert await client.search_users("bo") == [{"user_id": "@bob:x"}]
-    assert await client.search_messages("hello", ROOM) == [{"event_id": "$hit"}]
+    assert (await client.search_messages("hello", ROOM)).results == [{"event_id": "$hit"}]
     calls = [(r.method, r.path.removeprefix("/_matrix/client/v3"), r.json) for r in transport.requests]
     assert calls[0][:2] == ("POST", "/createRoom")
     assert calls[0][2] == {"invite": ["@bob:x"], "is_direct": True, "preset": "trusted_private_chat"}

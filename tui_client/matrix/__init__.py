@@ -3,7 +3,7 @@
 Widgets and screens use these names and nothing below them.
 """
 
-from ._client import SYNC_FILTER, MatrixClient, Session, parse_mxc
+from ._client import SYNC_FILTER, MatrixClient, SearchPage, Session, parse_mxc
 from ._content import edit_content, message_content, reaction_content, reply_content
 from ._errors import LoggedOut, MatrixError, TransportError
 from ._sync import WEBSOCKET_SYNC_FEATURE, ConnectionStatus, LongPollSync, SyncSource, websocket_sync_offered
@@ -21,6 +21,7 @@ __all__ = [
     "LongPollSync",
     "MatrixClient",
     "MatrixError",
+    "SearchPage",
     "Session",
     "SyncSource",
     "Transport",

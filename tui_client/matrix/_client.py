@@ -38,6 +38,16 @@ SYNC_FILTER: JsonDict = {
 
 
 @dataclass(frozen=True)
+class SearchPage:
+    """One page of message search: the matching events (each with its ``room_id``), the
+    token of the next page (None on the last) and the server's total (maybe an estimate)."""
+
+    results: list[JsonDict]
+    next_batch: str | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
 class Session:
     """What survives a restart: where and who we are, and our tokens."""
 
@@ -563,15 +573,25 @@ class MatrixClient:
         results = body.get("results")
         return [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
 
-    async def search_messages(self, term: str, room_id: str | None = None) -> list[JsonDict]:
+    async def search_messages(self, term: str, room_id: str | None = None,
+                              next_batch: str | None = None) -> SearchPage:
         """Server-side full-text search over room events (all joined rooms when ``room_id``
-        is None); returns the matching events, each with its ``room_id``."""
+        is None), newest first. ``next_batch`` (from the previous page) asks for the next page
+        of the same search."""
         criteria: JsonDict = {"search_term": term, "order_by": "recent"}
         if room_id is not None:
             criteria["filter"] = {"rooms": [room_id]}
-        body = await self._json("POST", f"{CLIENT}/search", json_body={"search_categories": {"room_events": criteria}})
-        results = body.get("search_categories", {}).get("room_events", {}).get("results", [])
-        return [r["result"] for r in results if isinstance(r, dict) and isinstance(r.get("result"), dict)]
+        body = await self._json("POST", f"{CLIENT}/search", json_body={"search_categories": {"room_events": criteria}},
+                                params={"next_batch": next_batch} if next_batch else None)
+        events = body.get("search_categories", {}).get("room_events", {})
+        events = events if isinstance(events, dict) else {}
+        results = events.get("results")
+        token, count = events.get("next_batch"), events.get("count")
+        return SearchPage(
+            [r["result"] for r in results if isinstance(r, dict) and isinstance(r.get("result"), dict)]
+            if isinstance(results, list) else [],
+            token if isinstance(token, str) and token else None,
+            count if isinstance(count, int) and not isinstance(count, bool) else None)
 
     # -- media ---------------------------------------------------------------------------------------
 

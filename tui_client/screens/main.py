@@ -33,7 +33,7 @@ from ..widgets import Composer, MemberList, RoomList, StatusBar, Timeline
 from .help import HelpScreen
 from .modals import PromptScreen, QuickSwitcher
 from .people import CreateGroupScreen, GroupRequest, UserSearchScreen
-from .search import SearchHit, SearchScreen
+from .search import SearchHit, SearchResults, SearchScreen
 from .viewer import ImageViewerScreen
 
 if TYPE_CHECKING:
@@ -577,10 +577,11 @@ class MainScreen(Screen[None]):
 
     # -- search and jumps ----------------------------------------------------------------------------
 
-    async def _search_messages(self, term: str) -> list[SearchHit]:
+    async def _search_messages(self, term: str, next_batch: str | None) -> SearchResults:
         model, own = self.parley.model, self.parley.model.user_id
+        page = await self.parley.client.search_messages(term, next_batch=next_batch)
         hits: list[SearchHit] = []
-        for result in await self.parley.client.search_messages(term):
+        for result in page.results:
             room = model.rooms.get(str(result.get("room_id", "")))
             event_id = result.get("event_id")
             if room is None or not isinstance(event_id, str):
@@ -595,11 +596,14 @@ class MainScreen(Screen[None]):
             line = Text(f"{room.display_name(own)} · ", style="bold dim")
             line.append_text(text)
             hits.append(SearchHit(room.room_id, event_id, line))
-        return hits
+        return SearchResults(hits, page.next_batch, page.count)
 
     def action_search(self, term: str = "") -> None:
-        self.app.push_screen(SearchScreen(self._search_messages, term),
-                             lambda hit: self.jump_to(hit.room_id, hit.event_id) if hit else None)
+        self.app.push_screen(SearchScreen(self._search_messages, term), self._open_hit)
+
+    def _open_hit(self, hit: SearchHit | None) -> None:
+        if hit is not None:
+            self.jump_to(hit.room_id, hit.event_id)
 
     @work(group="jump", exclusive=True)
     async def jump_to(self, room_id: str, event_id: str) -> None:
