@@ -29,6 +29,8 @@ from .notify import DesktopNotifier
 from .present import notification_text, should_notify
 from .screens import LoginScreen, MainScreen
 from .snapshot import DEFAULT_MAX_EVENTS
+from .widgets.inline_image import ImageProtocol
+from .widgets.inline_image import image_protocol as detect_image_protocol
 
 DEFAULT_HOMESERVER = "http://127.0.0.1:8008"
 #: Seconds between a sync and writing what it changed to the local cache (syncs in between share the write).
@@ -47,6 +49,8 @@ class ParleyApp(App[None]):
     the settings when not given). ``cache_root`` is where each account's rooms and recent
     timelines are cached (None: no cache), keeping ``cache_max_events`` events per room:
     with a cache the room list shows at once and the first sync only catches up.
+    ``image_protocol`` draws timeline pictures with kitty graphics, sixels or half-cells
+    (None: the best the terminal answered to, or ``$PARLEY_TUI_IMAGES``).
     """
 
     TITLE = "Parley"
@@ -65,6 +69,7 @@ class ParleyApp(App[None]):
         notifier: DesktopNotifier | None = None,
         cache_root: Path | None = None,
         cache_max_events: int = DEFAULT_MAX_EVENTS,
+        image_protocol: ImageProtocol | None = None,
     ) -> None:
         super().__init__()
         self.client = client
@@ -76,6 +81,7 @@ class ParleyApp(App[None]):
         self.settings = settings or Settings()
         self.notifier = notifier or DesktopNotifier(self.settings.desktop_notifications)
         self.media = MediaCache()
+        self.image_protocol: ImageProtocol = image_protocol or detect_image_protocol()
         self.model = ClientState(client.session.user_id if client.session else "")
         self.cache_root = cache_root
         self.cache_max_events = cache_max_events

@@ -137,7 +137,7 @@ class MainScreen(Screen[None]):
         with Horizontal():
             yield RoomList(id="rooms")
             with Vertical(id="chat"):
-                yield Timeline(id="timeline")
+                yield Timeline(id="timeline", image_protocol=self.parley.image_protocol)
                 with Vertical(id="invite"):
                     yield Static(id="invite-text")
                     with Horizontal():
