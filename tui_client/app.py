@@ -109,6 +109,8 @@ class ParleyApp(App[None]):
             self.store.save(session)
 
     def _start(self, session: Session) -> None:
+        if self.cache is not None:
+            self.cache.close()  # the previous session's (its writes finish first)
         self.cache = None if self.cache_root is None else StateCache.for_account(
             self.cache_root, session.homeserver, session.user_id, self.cache_max_events)
         cached = self.cache.load() if self.cache is not None else None

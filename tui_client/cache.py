@@ -102,6 +102,9 @@ class StateCache:
 
     def snapshot(self, model: ClientState, everything: bool = False) -> dict[str, Any]:
         """What changed since the last snapshot (``everything``: the whole model), ready for :meth:`write`."""
+        if model.next_batch is None:
+            # Nothing synced: nothing worth resuming from, and the changes wait for a later save.
+            return {"rooms": {}, "removed": [], "account_data": None, "next_batch": None, "everything": everything}
         dirty, account_data_dirty = model.take_dirty()
         rooms = set(model.rooms) if everything else dirty
         return {
@@ -117,7 +120,7 @@ class StateCache:
     def write(self, snapshot: dict[str, Any]) -> None:
         """Store a :meth:`snapshot` in one transaction (replacing everything when it says so)."""
         if snapshot["next_batch"] is None:
-            return  # nothing synced yet: nothing worth resuming from
+            return
         with self._connect(create=True) as db, db:
             if snapshot["everything"]:
                 db.execute("DELETE FROM rooms")
