@@ -68,9 +68,15 @@ class Presence:
 
 @dataclass
 class Gap:
-    """Missing history before the next entry; ``token`` is a ``/messages`` ``from`` token."""
+    """Missing history before the next entry; ``token`` is a ``/messages`` ``from`` token.
+
+    A gap restored from the local cache where older events were dropped has no token
+    (``""``) but an ``anchor``: the event right after it, whose ``/context`` ``start``
+    token is where back-pagination continues.
+    """
 
     token: str
+    anchor: str | None = None
 
 
 @dataclass
@@ -354,18 +360,32 @@ class ClientState:
         self.account_data: dict[str, JsonDict] = {}
         self.presence: dict[str, Presence] = {}
         self.next_batch: str | None = None
+        #: rooms changed (or removed) since the cache last took them: see :meth:`take_dirty`
+        self.dirty_rooms: set[str] = set()
+        self.account_data_dirty = False
+        #: restored from a cache: the next sync is a catch-up, whose messages are not news
+        self.catching_up = False
+
+    def take_dirty(self) -> tuple[set[str], bool]:
+        """The rooms (and whether account data) changed since the last call; resets both."""
+        rooms, account_data = self.dirty_rooms, self.account_data_dirty
+        self.dirty_rooms, self.account_data_dirty = set(), False
+        return rooms, account_data
 
     # -- sync ----------------------------------------------------------------------------
 
     def apply_sync(self, response: Mapping[str, Any]) -> SyncUpdate:
         """Fold one ``/sync`` response into the state; return what changed."""
         update = SyncUpdate()
-        initial = self.next_batch is None
+        initial = self.next_batch is None or self.catching_up
+        self.catching_up = False
         for event in _events(response.get("account_data")):
             if isinstance(event.get("type"), str) and isinstance(event.get("content"), dict):
                 self.account_data[event["type"]] = event["content"]
+                self.account_data_dirty = True
                 if event["type"] == "m.direct":
                     self._set_direct(event["content"])
+                    self.dirty_rooms.update(self.rooms)
                     update.room_list_changed = True
         for event in _events(response.get("presence")):
             if event.get("type") == "m.presence" and isinstance(event.get("sender"), str):
@@ -393,6 +413,7 @@ class ClientState:
             self.next_batch = response["next_batch"]
         if update.rooms_changed:
             update.room_list_changed = True  # ordering and badges depend on activity
+        self.dirty_rooms |= update.rooms_changed | update.rooms_removed
         return update
 
     def _set_direct(self, content: Mapping[str, Any]) -> None:
@@ -625,6 +646,7 @@ class ClientState:
             index = room._index_of(gap)
         except ValueError:
             return  # filled already by an earlier page
+        self.dirty_rooms.add(room_id)
         room.timeline.pop(index)
         chunk = list(_events(response.get("chunk")))
         end = response.get("end")
@@ -647,6 +669,7 @@ class ClientState:
             for event in _events(response.get("chunk")):
                 self._apply_state_event(room, event)
             room.members_loaded = True
+            self.dirty_rooms.add(room_id)
 
     def apply_context(self, room_id: str, response: Mapping[str, Any]) -> str | None:
         """Load a ``/context/{eventId}`` answer into the timeline; return the event id shown.
@@ -662,6 +685,7 @@ class ClientState:
         event_id = target.get("event_id")
         if room is None or not isinstance(event_id, str):
             return None
+        self.dirty_rooms.add(room_id)
         for event in _events(response.get("state")):
             if event.get("type") == "m.room.member" and event.get("state_key") not in room.members:
                 self._apply_state_event(room, event)
@@ -724,6 +748,7 @@ class ClientState:
         echo = self._echo(room_id, txn_id)
         if room is None:
             return
+        self.dirty_rooms.add(room_id)
         if echo is None:
             # A relation echo: re-key it under the real event id so a redaction finds it.
             fake_id = f"~{txn_id}"
@@ -793,6 +818,7 @@ class ClientState:
         """Clear the badges right away when the user reads a room (the server follows)."""
         room = self.rooms.get(room_id)
         if room is not None:
+            self.dirty_rooms.add(room_id)
             room.notification_count = room.highlight_count = 0
             latest = self.latest_event_id(room_id)
             if latest is not None:

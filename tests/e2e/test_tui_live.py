@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest_asyncio
 from PIL import Image
 from textual.pilot import Pilot
 
@@ -21,6 +22,14 @@ from tui_client.screens import MainScreen
 from tui_client.widgets import Composer
 
 V3 = "/_matrix/client/v3"
+
+
+@pytest_asyncio.fixture
+async def server(server_factory: Any) -> Any:
+    """The homeserver without protocol pings: hypercorn 0.18 keeps a closed WebSocket's ping
+    task sleeping for up to one ping interval, which holds the server's shutdown that long.
+    (The client still pings; keep-alive is not what these tests are about.)"""
+    return await server_factory({"rate_limits.enabled": False, "http.websocket_ping_interval_s": 0})
 
 
 async def wait_for(pilot: Pilot, check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
@@ -221,3 +230,33 @@ async def test_tui_shows_an_uploaded_image_inline(server: Any) -> None:
             timeline = screen.query_one(Timeline)
             inline = await wait_for(pilot, lambda: timeline.inline_images().get(event_id), "the inline picture")
             assert inline.ok and inline.data == buf.getvalue()
+
+
+async def test_message_search_pages_through_every_hit(server: Any) -> None:
+    async with server.client() as http:
+        alice = await register(http, "alice")
+        ha = auth_header(alice["access_token"])
+        room = (await http.post(f"{V3}/createRoom", headers=ha, json={"name": "Haystack"})).json()["room_id"]
+        sent = []
+        for i in range(23):
+            r = await http.put(f"{V3}/rooms/{room}/send/m.room.message/n{i}", headers=ha,
+                               json={"msgtype": "m.text", "body": f"needle number {i}"})
+            sent.append(r.json()["event_id"])
+        session = Session(homeserver=server.base_url, user_id=alice["user_id"],
+                          access_token=alice["access_token"], device_id=alice["device_id"])
+        client = MatrixClient(HttpxTransport(server.base_url), server.base_url, session)
+        try:
+            found: list[str] = []
+            pages = 0
+            token = None
+            while True:
+                page = await client.search_messages("needle", next_batch=token)
+                pages += 1
+                found += [r["event_id"] for r in page.results]
+                token = page.next_batch
+                if token is None:
+                    break
+                assert pages < 10
+            assert pages >= 2 and found == list(reversed(sent))  # newest first, each once
+        finally:
+            await client.transport.aclose()

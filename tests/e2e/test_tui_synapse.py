@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.load.servers import RunningServer, start_synapse
-from tui_client.matrix import HttpxTransport, MatrixClient
+from tui_client.matrix import HttpxTransport, LongPollSync, MatrixClient, websocket_sync_offered
 from tui_client.model import ClientState
 
 # The first run on a machine installs Synapse from PyPI: allow for it.
@@ -57,6 +56,11 @@ async def test_tui_client_logs_in_sends_and_receives_on_synapse(synapse: Running
     room_id = await alice.create_room(name="interop", invite=[b_session.user_id])
     await bob.join(room_id)
     await alice.send_message(room_id, "hello synapse")
+
+    # Synapse does not offer Parley's WebSocket sync: the client long-polls.
+    assert not websocket_sync_offered(await bob.versions())
+    source = await bob.choose_sync_source(None)
+    assert isinstance(source, LongPollSync) and bob.websocket_fallback_reason is None
 
     b_state = ClientState(b_session.user_id)
     since = None

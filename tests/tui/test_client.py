@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import stat
 from pathlib import Path
 
@@ -11,7 +12,17 @@ import pytest
 
 from tui_client import matrix
 from tui_client.config import SessionStore
-from tui_client.matrix import ConnectionStatus, LoggedOut, MatrixClient, MatrixError, Session, TransportError
+from tui_client.matrix import (
+    ApiResponse,
+    ConnectionStatus,
+    LoggedOut,
+    LongPollSync,
+    MatrixClient,
+    MatrixError,
+    Session,
+    TransportError,
+    websocket_sync_offered,
+)
 
 from .recorded import SESSION, RecordedTransport, error
 from .sync_data import initial_sync, sync
@@ -136,6 +147,41 @@ async def test_sync_reconnects_with_exponential_backoff_and_reports_status() -> 
     assert all("since" not in r.params for r in transport.requests if r.path.endswith("/sync"))
 
 
+async def test_sync_source_choice_and_what_happens_when_versions_fail() -> None:
+    # An unreachable server is retried (not taken as "no WebSocket"); an odd /versions answer
+    # means the standard long-poll.
+    transport = RecordedTransport([initial_sync()])
+    answers = iter([TransportError("refused"), ApiResponse(404, b'{"errcode":"M_UNRECOGNIZED"}')])
+    transport.route("GET", r"/_matrix/client/versions", lambda _r: next(answers))
+    delays: list[float] = []
+
+    async def fast(seconds: float) -> None:
+        delays.append(seconds)
+
+    client = client_with(transport, sleep=fast)
+    await client.sync_forever(lambda _r: client.stop())
+    assert delays == [1.0] and client.sync_transport == "long-poll"
+    assert [r.path for r in transport.requests].count("/_matrix/client/versions") == 2
+
+
+async def test_offered_websocket_that_cannot_connect_means_long_poll() -> None:
+    # The flag is there, but nothing listens for the socket (a real refused connection).
+    transport = RecordedTransport([initial_sync()])
+    transport.route("GET", r"/_matrix/client/versions",
+                    {"versions": ["v1.19"], "unstable_features": {"org.parley.websocket_sync": True}})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    client = MatrixClient(transport, f"http://127.0.0.1:{closed_port}", SESSION)
+    source = await client.choose_sync_source(None)
+    assert isinstance(source, LongPollSync) and client.websocket_fallback_reason
+    assert websocket_sync_offered({"unstable_features": {"org.parley.websocket_sync": True}})
+    assert not websocket_sync_offered({"unstable_features": {"org.parley.websocket_sync": "yes"}})
+    assert not websocket_sync_offered({"versions": ["v1.19"]})
+    off = MatrixClient(transport, f"http://127.0.0.1:{closed_port}", SESSION, use_websocket=False)
+    assert isinstance(await off.choose_sync_source(None), LongPollSync) and off.websocket_fallback_reason is None
+
+
 async def test_sync_stops_on_hard_logout() -> None:
     transport = RecordedTransport([error(401, "M_UNKNOWN_TOKEN")])
     client = client_with(transport)
@@ -197,7 +243,7 @@ async def test_room_calls_hit_the_spec_endpoints() -> None:
     await client.set_read_markers(ROOM, "$e", read="$e")
     await client.messages(ROOM, "tok", limit=20)
     assert await client.search_users("bo") == [{"user_id": "@bob:x"}]
-    assert await client.search_messages("hello", ROOM) == [{"event_id": "$hit"}]
+    assert (await client.search_messages("hello", ROOM)).results == [{"event_id": "$hit"}]
     calls = [(r.method, r.path.removeprefix("/_matrix/client/v3"), r.json) for r in transport.requests]
     assert calls[0][:2] == ("POST", "/createRoom")
     assert calls[0][2] == {"invite": ["@bob:x"], "is_direct": True, "preset": "trusted_private_chat"}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from textual.widgets import Checkbox, Input
 
 from tui_client.config import Settings
-from tui_client.matrix import ApiResponse
+from tui_client.matrix import ApiRequest, ApiResponse
 from tui_client.notify import DesktopNotifier
 from tui_client.screens import (
     CreateGroupScreen,
@@ -18,6 +19,7 @@ from tui_client.screens import (
     SearchScreen,
     UserSearchScreen,
 )
+from tui_client.screens.search import ResultList
 from tui_client.widgets import MemberList, Timeline
 
 from .conftest import make_app, settle
@@ -178,6 +180,62 @@ async def test_search_lists_hits_across_rooms_and_jumps_into_loaded_context() ->
         assert context.path.endswith("/context/%24old")
         timeline = screen.query_one(Timeline)
         assert timeline.selected_id() == "$old" and timeline.has_focus
+
+
+async def test_search_results_load_page_after_page_as_the_end_comes_into_view() -> None:
+    app, transport = make_app([initial_sync()])
+
+    def page(request: ApiRequest) -> dict[str, Any]:
+        start = {None: 0, "page2": 30, "page3": 60}[request.params.get("next_batch")]
+        size = 30 if start < 60 else 5
+        hits = [{"rank": 1.0, "result": ev(f"$h{i}", BOB, f"needle number {i}", ts=T0 - i * 1000, room_id=GENERAL)}
+                for i in range(start, start + size)]
+        events: dict[str, Any] = {"results": hits, "count": 65}
+        if start < 60:
+            events["next_batch"] = "page2" if start == 0 else "page3"
+        return {"search_categories": {"room_events": events}}
+
+    transport.route("POST", r"/_matrix/client/v3/search", page)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+f")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, SearchScreen)
+        await pilot.press(*"needle", "enter")
+        await wait_for(pilot, lambda: len(screen.hits) == 30, "the first page")
+        results = screen.query_one(ResultList)
+        assert results.get_option_at_index(results.option_count - 1).id == "more"
+        assert "30 of 65 found" in str(screen.query_one("#search-status").render())
+        assert len(searches(transport)) == 1  # the end is not in view yet: nothing more asked
+
+        await pilot.press("end")  # to the "more results" row: the next page comes
+        await wait_for(pilot, lambda: len(screen.hits) == 60, "the second page")
+        assert searches(transport)[1].params == {"next_batch": "page2"}
+        assert searches(transport)[1].json == searches(transport)[0].json  # the same search, continued
+        assert results.highlighted == 30  # the cursor stays where the row was: on the first new hit
+
+        results.scroll_end(animate=False, immediate=True)  # scrolling to the bottom also loads
+        await wait_for(pilot, lambda: len(screen.hits) == 65, "the last page")
+        await pilot.pause()
+        assert searches(transport)[2].params == {"next_batch": "page3"}
+        assert results.option_count == 65 and "more" not in str(screen.query_one("#search-status").render())
+        assert [hit.event_id for hit in screen.hits] == [f"$h{i}" for i in range(65)]
+        await pilot.press("end", "enter")  # the last hit opens where it is
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), "the main screen")
+        assert len(searches(transport)) == 3
+
+
+def searches(transport: Any) -> list[ApiRequest]:
+    return [r for r in transport.requests if r.path == "/_matrix/client/v3/search"]
+
+
+async def wait_for(pilot: Any, check: Any, what: str) -> None:
+    for _ in range(200):
+        if check():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_images_are_drawn_inline_and_open_full_size(tmp_path: Path) -> None:

@@ -3,11 +3,12 @@
 Widgets and screens use these names and nothing below them.
 """
 
-from ._client import SYNC_FILTER, MatrixClient, Session, parse_mxc
+from ._client import SYNC_FILTER, MatrixClient, SearchPage, Session, parse_mxc
 from ._content import edit_content, message_content, reaction_content, reply_content
 from ._errors import LoggedOut, MatrixError, TransportError
-from ._sync import WEBSOCKET_SYNC_FEATURE, ConnectionStatus, LongPollSync, SyncSource
+from ._sync import WEBSOCKET_SYNC_FEATURE, ConnectionStatus, LongPollSync, SyncSource, websocket_sync_offered
 from ._transport import ApiRequest, ApiResponse, HttpxTransport, Transport
+from ._websocket import WebSocketSync
 
 __all__ = [
     "SYNC_FILTER",
@@ -20,13 +21,16 @@ __all__ = [
     "LongPollSync",
     "MatrixClient",
     "MatrixError",
+    "SearchPage",
     "Session",
     "SyncSource",
     "Transport",
     "TransportError",
+    "WebSocketSync",
     "edit_content",
     "message_content",
     "parse_mxc",
     "reaction_content",
     "reply_content",
+    "websocket_sync_offered",
 ]

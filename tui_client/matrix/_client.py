@@ -20,8 +20,9 @@ from urllib.parse import quote
 
 from ._content import edit_content, message_content, reaction_content, reply_content
 from ._errors import LoggedOut, MatrixError, TransportError
-from ._sync import WEBSOCKET_SYNC_FEATURE, ConnectionStatus, LongPollSync, SyncSource
+from ._sync import ConnectionStatus, LongPollSync, SyncSource, websocket_sync_offered
 from ._transport import ApiRequest, ApiResponse, Transport
+from ._websocket import WebSocketSync, websocket_url
 
 JsonDict = dict[str, Any]
 CLIENT = "/_matrix/client/v3"
@@ -34,6 +35,16 @@ SYNC_FILTER: JsonDict = {
         "timeline": {"limit": 50, "lazy_load_members": True},
     },
 }
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of message search: the matching events (each with its ``room_id``), the
+    token of the next page (None on the last) and the server's total (maybe an estimate)."""
+
+    results: list[JsonDict]
+    next_batch: str | None = None
+    count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,8 @@ class MatrixClient:
 
     ``transport`` carries requests; ``sleep`` is how backoff waits (tests pass a fast one).
     ``on_session_changed`` is called after login, register and token refresh so the
-    caller can persist the session.
+    caller can persist the session. ``use_websocket`` False keeps to long-poll even when
+    the server offers Parley's WebSocket sync.
     """
 
     def __init__(
@@ -93,6 +105,7 @@ class MatrixClient:
         device_name: str = "Parley TUI",
         on_session_changed: Callable[[Session | None], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        use_websocket: bool = True,
     ) -> None:
         self.transport = transport
         self.homeserver = homeserver
@@ -108,6 +121,11 @@ class MatrixClient:
         self._txn_counter = itertools.count(1)
         self._stopping = False
         self.retry_in: float | None = None
+        self.use_websocket = use_websocket
+        #: the sync source in use ("websocket" / "long-poll"), None before the first choice
+        self.sync_transport: str | None = None
+        #: why the WebSocket was not used although offered (None: it was, or was not offered)
+        self.websocket_fallback_reason: str | None = None
 
     # -- status --------------------------------------------------------------------------
 
@@ -172,6 +190,9 @@ class MatrixClient:
     async def _json(self, method: str, path: str, **kwargs: Any) -> JsonDict:
         body = (await self._call(method, path, **kwargs)).json()
         return body if isinstance(body, dict) else {}
+
+    def _can_refresh(self) -> bool:
+        return self.session is not None and bool(self.session.refresh_token)
 
     async def _refresh_after_expiry(self, expired_token: str | None) -> None:
         async with self._refresh_lock:
@@ -282,15 +303,40 @@ class MatrixClient:
             params["since"] = since
         return await self._json("GET", f"{CLIENT}/sync", params=params, timeout=timeout_ms / 1000 + 30)
 
-    async def choose_sync_source(self) -> SyncSource:
-        """Long-poll, until a WebSocket source exists for servers advertising one."""
+    async def choose_sync_source(self, since: str | None = None) -> SyncSource:
+        """Parley's WebSocket sync when ``/versions`` offers it and the socket opens; else long-poll.
+
+        The socket is opened here (from ``since``), so a proxy that does not pass
+        WebSockets means long-poll for this session rather than a client that never syncs.
+        An unreachable server raises :class:`TransportError` (the caller retries).
+        """
         try:
-            features = (await self.versions()).get("unstable_features", {})
-        except (MatrixError, TransportError):
-            features = {}
-        if isinstance(features, dict) and features.get(WEBSOCKET_SYNC_FEATURE):
-            pass  # WebSocketSync goes here; the long-poll below is the fallback meanwhile.
+            versions = await self.versions()
+        except MatrixError:
+            versions = {}  # an odd server; long-poll is the standard anyway
+        self.websocket_fallback_reason = None
+        if self.use_websocket and websocket_sync_offered(versions):
+            source = WebSocketSync(
+                websocket_url(self.homeserver), access_token=self._access_token,
+                filter_id=await self.ensure_filter(), on_open=self._websocket_opened)
+            try:
+                await source.open(since)
+                return source
+            except TransportError as error:
+                self.websocket_fallback_reason = str(error)
         return LongPollSync(self.sync_once)
+
+    def _access_token(self) -> str:
+        if self.session is None:
+            raise LoggedOut("not logged in")
+        return self.session.access_token
+
+    def _websocket_opened(self) -> None:
+        # Live as soon as the server accepts us: with a since token and nothing new, the
+        # first sync only comes when something happens.
+        self.retry_in = None
+        self.sync_transport = WebSocketSync.name
+        self._set_status(ConnectionStatus.SYNCING)
 
     async def sync_forever(
         self,
@@ -300,22 +346,32 @@ class MatrixClient:
         source: SyncSource | None = None,
         max_backoff: float = 60.0,
     ) -> None:
-        """Sync until :meth:`stop` or logout: first ``timeout=0``, then long-polls.
+        """Sync from ``since`` until :meth:`stop` or logout, handing each response to ``on_sync``.
 
-        Network errors and 5xx/429 answers reconnect with exponential backoff (1s, 2s,
-        4s ... ``max_backoff``); the status goes to RECONNECTING meanwhile.
+        The source is :meth:`choose_sync_source`'s unless given: the WebSocket when the
+        server offers it, else long-poll (first ``timeout=0``, then long-polls). Network
+        errors and 5xx/429 answers reconnect with exponential backoff (1s, 2s, 4s ...
+        ``max_backoff``), resuming from the last token handed to ``on_sync``; the status
+        goes to RECONNECTING meanwhile. An expired token is refreshed once and the sync
+        resumes; other client errors (e.g. a ``since`` the server rejects) are raised.
         """
         self._stopping = False
         backoff = 1.0
         timeout_ms = 0
+        refreshed = False  # one refresh per failure: a token refused again means logged out
         self._set_status(ConnectionStatus.CONNECTING)
         try:
             while not self._stopping:
                 try:
                     if source is None:
-                        source = await self.choose_sync_source()
+                        source = await self.choose_sync_source(since)
+                        self.sync_transport = source.name
                     response = await source.next_batch(since, timeout_ms)
                 except (TransportError, MatrixError) as error:
+                    if isinstance(error, MatrixError) and _expired(error) and self._can_refresh() and not refreshed:
+                        await self._refresh_after_expiry(self._access_token())  # LoggedOut if refused
+                        refreshed = True
+                        continue
                     if isinstance(error, MatrixError) and not _retryable(error):
                         if error.status in (401, 403) and error.errcode == "M_UNKNOWN_TOKEN":
                             self._set_status(ConnectionStatus.LOGGED_OUT)
@@ -331,6 +387,7 @@ class MatrixClient:
                     continue
                 self.retry_in = None
                 backoff = 1.0
+                refreshed = False
                 self._set_status(ConnectionStatus.SYNCING)
                 if isinstance(response.get("next_batch"), str):
                     since = response["next_batch"]
@@ -516,15 +573,25 @@ class MatrixClient:
         results = body.get("results")
         return [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
 
-    async def search_messages(self, term: str, room_id: str | None = None) -> list[JsonDict]:
+    async def search_messages(self, term: str, room_id: str | None = None,
+                              next_batch: str | None = None) -> SearchPage:
         """Server-side full-text search over room events (all joined rooms when ``room_id``
-        is None); returns the matching events, each with its ``room_id``."""
+        is None), newest first. ``next_batch`` (from the previous page) asks for the next page
+        of the same search."""
         criteria: JsonDict = {"search_term": term, "order_by": "recent"}
         if room_id is not None:
             criteria["filter"] = {"rooms": [room_id]}
-        body = await self._json("POST", f"{CLIENT}/search", json_body={"search_categories": {"room_events": criteria}})
-        results = body.get("search_categories", {}).get("room_events", {}).get("results", [])
-        return [r["result"] for r in results if isinstance(r, dict) and isinstance(r.get("result"), dict)]
+        body = await self._json("POST", f"{CLIENT}/search", json_body={"search_categories": {"room_events": criteria}},
+                                params={"next_batch": next_batch} if next_batch else None)
+        events = body.get("search_categories", {}).get("room_events", {})
+        events = events if isinstance(events, dict) else {}
+        results = events.get("results")
+        token, count = events.get("next_batch"), events.get("count")
+        return SearchPage(
+            [r["result"] for r in results if isinstance(r, dict) and isinstance(r.get("result"), dict)]
+            if isinstance(results, list) else [],
+            token if isinstance(token, str) and token else None,
+            count if isinstance(count, int) and not isinstance(count, bool) else None)
 
     # -- media ---------------------------------------------------------------------------------------
 
@@ -584,6 +651,10 @@ def _next_uia_stage(uia: Mapping[str, Any], registration_token: str | None) -> J
 
 def _with_reason(user_id: str, reason: str | None) -> JsonDict:
     return {"user_id": user_id, "reason": reason} if reason else {"user_id": user_id}
+
+
+def _expired(error: MatrixError) -> bool:
+    return error.status == 401 and error.errcode == "M_UNKNOWN_TOKEN" and error.soft_logout
 
 
 def _retryable(error: MatrixError) -> bool:

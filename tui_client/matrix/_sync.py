@@ -1,15 +1,16 @@
-"""How sync batches arrive: the seam where a WebSocket transport will plug in.
+"""How sync batches arrive: long-poll ``GET /sync``, or Parley's WebSocket.
 
-A :class:`SyncSource` yields one sync response per call to :meth:`next_batch`. Long-poll
-``GET /sync`` is the standard source and the only one implemented. Parley's server will
-advertise a WebSocket sync in ``/versions`` ``unstable_features`` under
-:data:`WEBSOCKET_SYNC_FEATURE`; a ``WebSocketSync`` source will then receive the same
-response bodies as frames, and :meth:`MatrixClient.sync_forever` will not change.
+A :class:`SyncSource` yields one sync response per call to :meth:`next_batch`, given the
+token the caller has processed. Long-poll ``GET /sync`` is the standard source and works
+with every homeserver. A server that lists :data:`WEBSOCKET_SYNC_FEATURE` in ``/versions``
+``unstable_features`` also pushes the same bodies over a WebSocket
+(:class:`~tui_client.matrix._websocket.WebSocketSync`); :func:`websocket_sync_offered` is
+the decision, and :meth:`MatrixClient.sync_forever` does not care which source it reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
 from typing import Any, Protocol
 
@@ -29,8 +30,16 @@ class ConnectionStatus(Enum):
     LOGGED_OUT = "logged out"
 
 
+def websocket_sync_offered(versions: Mapping[str, Any]) -> bool:
+    """Whether a ``/versions`` body offers Parley's WebSocket sync (flag set to ``true``)."""
+    features = versions.get("unstable_features")
+    return isinstance(features, Mapping) and features.get(WEBSOCKET_SYNC_FEATURE) is True
+
+
 class SyncSource(Protocol):
-    """Produces successive sync responses, starting after ``since``."""
+    """Produces successive sync responses, starting after ``since``; ``name`` is for the status bar."""
+
+    name: str
 
     async def next_batch(self, since: str | None, timeout_ms: int) -> dict[str, Any]: ...
 
@@ -39,6 +48,8 @@ class SyncSource(Protocol):
 
 class LongPollSync:
     """``GET /_matrix/client/v3/sync`` repeatedly; ``request`` is the client's authed call."""
+
+    name = "long-poll"
 
     def __init__(self, request: SyncRequest) -> None:
         self._request = request

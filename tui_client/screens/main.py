@@ -26,14 +26,14 @@ from ..matrix import (
     reply_content,
 )
 from ..media import downloads_dir, media_url, save_media, wants_thumbnail
-from ..model import Room, SyncUpdate, TimelineEvent
+from ..model import Gap, Room, SyncUpdate, TimelineEvent
 from ..present import event_text, typing_text
 from ..render import markdown_to_html
 from ..widgets import Composer, MemberList, RoomList, StatusBar, Timeline
 from .help import HelpScreen
 from .modals import PromptScreen, QuickSwitcher
 from .people import CreateGroupScreen, GroupRequest, UserSearchScreen
-from .search import SearchHit, SearchScreen
+from .search import SearchHit, SearchResults, SearchScreen
 from .viewer import ImageViewerScreen
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ class MainScreen(Screen[None]):
         with Horizontal():
             yield RoomList(id="rooms")
             with Vertical(id="chat"):
-                yield Timeline(id="timeline")
+                yield Timeline(id="timeline", image_protocol=self.parley.image_protocol)
                 with Vertical(id="invite"):
                     yield Static(id="invite-text")
                     with Horizontal():
@@ -150,6 +150,8 @@ class MainScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self not in self.app.screen_stack:
+            return  # the session ended before we were shown (the login screen replaced us)
         self.ready = True
         self.refresh_from_model(None)
         self.query_one(Composer).focus()
@@ -185,7 +187,7 @@ class MainScreen(Screen[None]):
         self.query_one(StatusBar).show(
             client.status, self.parley.model.user_id,
             room.display_name(self.parley.model.user_id) if room else "", room.topic if room else "",
-            client.retry_in)
+            client.retry_in, client.sync_transport)
 
     def _draw_room(self, room: Room) -> None:
         own = self.parley.model.user_id
@@ -419,9 +421,16 @@ class MainScreen(Screen[None]):
         self.refresh_from_model(None)
 
     @work(group="history", exclusive=True)
-    async def load_older(self, room_id: str, gap: Any) -> None:
+    async def load_older(self, room_id: str, gap: Gap) -> None:
         try:
-            page = await self.parley.client.messages(room_id, gap.token)
+            token: object = gap.token
+            if not token and gap.anchor is not None:
+                # A gap from the cache, where older events were dropped: /context of the
+                # oldest kept event says where history before it starts.
+                token = (await self.parley.client.context(room_id, gap.anchor, limit=0)).get("start")
+            if not isinstance(token, str) or not token:
+                return
+            page = await self.parley.client.messages(room_id, token)
         except (MatrixError, TransportError, LoggedOut) as error:
             self.notify(f"Could not load history: {error}", severity="error")
             return
@@ -568,10 +577,11 @@ class MainScreen(Screen[None]):
 
     # -- search and jumps ----------------------------------------------------------------------------
 
-    async def _search_messages(self, term: str) -> list[SearchHit]:
+    async def _search_messages(self, term: str, next_batch: str | None) -> SearchResults:
         model, own = self.parley.model, self.parley.model.user_id
+        page = await self.parley.client.search_messages(term, next_batch=next_batch)
         hits: list[SearchHit] = []
-        for result in await self.parley.client.search_messages(term):
+        for result in page.results:
             room = model.rooms.get(str(result.get("room_id", "")))
             event_id = result.get("event_id")
             if room is None or not isinstance(event_id, str):
@@ -586,11 +596,14 @@ class MainScreen(Screen[None]):
             line = Text(f"{room.display_name(own)} · ", style="bold dim")
             line.append_text(text)
             hits.append(SearchHit(room.room_id, event_id, line))
-        return hits
+        return SearchResults(hits, page.next_batch, page.count)
 
     def action_search(self, term: str = "") -> None:
-        self.app.push_screen(SearchScreen(self._search_messages, term),
-                             lambda hit: self.jump_to(hit.room_id, hit.event_id) if hit else None)
+        self.app.push_screen(SearchScreen(self._search_messages, term), self._open_hit)
+
+    def _open_hit(self, hit: SearchHit | None) -> None:
+        if hit is not None:
+            self.jump_to(hit.room_id, hit.event_id)
 
     @work(group="jump", exclusive=True)
     async def jump_to(self, room_id: str, event_id: str) -> None:

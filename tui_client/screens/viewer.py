@@ -49,7 +49,7 @@ class ImageViewerScreen(ModalScreen[None]):
     }
     """
 
-    def __init__(self, name: str, data: bytes, on_save: Callable[[str, bytes], None] | None = None) -> None:
+    def __init__(self, name: str, data: bytes, on_save: Callable[[str, bytes], object] | None = None) -> None:
         super().__init__()
         self.file_name = name
         self.data = data

@@ -28,10 +28,13 @@ class StatusBar(Static):
     """
 
     def show(self, status: ConnectionStatus, user_id: str, room_name: str = "", topic: str = "",
-             retry_in: float | None = None) -> None:
+             retry_in: float | None = None, transport: str | None = None) -> None:
+        """``transport`` names the sync source; only the WebSocket is named (long-poll is the norm)."""
         symbol, colour = _STATUS_STYLE[status]
         text = Text(f" {symbol} ", style=f"bold {colour}")
         label = status.value
+        if status is ConnectionStatus.SYNCING and transport == "websocket":
+            label += " · websocket"
         if status is ConnectionStatus.RECONNECTING and retry_in:
             label += f" (retry in {retry_in:.0f}s)"
         text.append(label, style=colour)

@@ -7,15 +7,26 @@ from datetime import tzinfo
 from typing import ClassVar
 
 from rich.console import Group, RenderableType
+from rich.control import Control
+from rich.segment import ControlType, Segment
+from rich.style import Style
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
+from textual.dom import NoScreen
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from ..media import media_url
 from ..model import Gap, Room, TimelineEntry, TimelineEvent
 from ..present import timeline_lines
-from .inline_image import InlineImage
+from .inline_image import SIXEL_META, ImageProtocol, InlineImage
+
+#: A zero-width control segment: Textual writes its text to the terminal as it is.
+_RAW = ((ControlType.CURSOR_FORWARD, 0),)
+_NULL_STYLE = Style()
 
 
 class Timeline(OptionList):
@@ -73,11 +84,13 @@ class Timeline(OptionList):
     class Back(Message):
         """Return focus to the composer."""
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, image_protocol: ImageProtocol = "halfcell", **kwargs: object) -> None:
         super().__init__(markup=False, **kwargs)  # type: ignore[arg-type]
         self._entries: dict[str, TimelineEntry | None] = {}
         self._images: dict[str, InlineImage] = {}
         self.room_id: str | None = None
+        #: how pictures are drawn (see :mod:`tui_client.widgets.inline_image`)
+        self.image_protocol: ImageProtocol = image_protocol
 
     def show(self, room: Room, own_user_id: str, tz: tzinfo | None, *,
              images: Mapping[str, bytes] | None = None, unread_after: str | None = None) -> None:
@@ -93,6 +106,8 @@ class Timeline(OptionList):
         scroll_before = self.scroll_y
         rows = timeline_lines(room, own_user_id, tz, unread_after)
         self._entries = {option_id: entry for option_id, _, entry in rows}
+        for option_id in [i for i in self._images if i not in self._entries]:
+            self._images.pop(option_id).cleanup()  # another room's, or gone: free the terminal's copy
         self.set_options(Option(self._with_picture(option_id, text, entry, images or {}), id=option_id)
                          for option_id, text, entry in rows)
         if keep is not None and keep in self._entries and not at_bottom:
@@ -112,8 +127,59 @@ class Timeline(OptionList):
             return text
         picture = self._images.get(option_id)
         if picture is None or picture.mxc != url or picture.data is not data:
-            picture = self._images[option_id] = InlineImage(url, data)
+            if picture is not None:
+                picture.cleanup()
+            picture = self._images[option_id] = InlineImage(url, data, protocol=self.image_protocol)
         return Group(text, picture)
+
+    # -- sixel pictures ------------------------------------------------------------------------
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """The lines Textual draws, with sixel pictures written over their blank cells.
+
+        A sixel picture is not text: it is written at a cursor position and covers the
+        cells under it. So each picture with rows in ``crop`` gets, at the end of its last
+        row there, the sequence that moves the cursor to its first row there, draws those
+        rows, and moves the cursor back to where the line ended (a full-screen update
+        writes the next widget's cells right after ours).
+        """
+        lines = list(super().render_lines(crop))
+        if self.image_protocol != "sixel" or not self._images:
+            return lines
+        try:
+            if not self.screen.is_active:
+                return lines  # a dialog is on top: leave the space blank rather than draw over it
+            origin = self.screen.find_widget(self).region
+        except (NoScreen, NoMatches, KeyError):
+            return lines
+        pictures = {picture.key: picture for picture in self._images.values()}
+        # picture key -> (x in the widget, first line, last line, first row, last row)
+        spans: dict[str, list[int]] = {}
+        for line_index, strip in enumerate(lines):
+            x = crop.x
+            for segment in strip:
+                meta = segment.style.meta if segment.style is not None and not segment.control else {}
+                if SIXEL_META in meta:
+                    key, row = meta[SIXEL_META]
+                    span = spans.get(key)
+                    if span is None:
+                        spans[key] = [x, line_index, line_index, row, row]
+                    else:
+                        span[2], span[4] = line_index, row
+                x += segment.cell_length
+        for key, (x, first_line, last_line, first_row, last_row) in spans.items():
+            picture = pictures.get(key)
+            if picture is None or not picture.ok:
+                continue
+            strip = lines[last_line]
+            end = Control.move_to(origin.x + crop.x + strip.cell_length, origin.y + crop.y + last_line)
+            drawing = [
+                Segment(Control.move_to(origin.x + x, origin.y + crop.y + first_line).segment.text, _NULL_STYLE, _RAW),
+                Segment(picture.sixel_rows(first_row, last_row + 1), _NULL_STYLE, _RAW),
+                Segment(end.segment.text, _NULL_STYLE, _RAW),
+            ]
+            lines[last_line] = Strip([*strip, *drawing], strip.cell_length)
+        return lines
 
     def inline_images(self) -> dict[str, InlineImage]:
         """The pictures drawn now, by option (event) id."""
