@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import tzinfo
@@ -10,6 +11,7 @@ from typing import Any
 
 from textual import on, work
 from textual.app import App
+from textual.css.query import NoMatches
 
 from .cache import StateCache
 from .config import SessionStore, Settings
@@ -187,7 +189,10 @@ class ParleyApp(App[None]):
         screen = self._main_screen()
         if screen is None or not screen.ready:
             return  # the screen draws everything from the model when it mounts
-        screen.refresh_from_model(update)
+        try:
+            screen.refresh_from_model(update)
+        except NoMatches:
+            return  # the app is closing: its widgets are already gone
         rang = False
         for notification in update.notifications:
             in_view = notification.room_id == screen.room_id and self.app_focus
@@ -228,7 +233,8 @@ class ParleyApp(App[None]):
                         severity="warning", timeout=8)
         screen = self._main_screen()
         if screen is not None and screen.ready:
-            screen.draw_status()
+            with contextlib.suppress(NoMatches):  # closing: the status bar is already gone
+                screen.draw_status()
 
     async def on_unmount(self) -> None:
         self.client.stop()
