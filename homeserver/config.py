@@ -73,6 +73,8 @@ DEFAULTS: dict[str, Any] = {
         "max_message_body_chars": 10_000,
     },
     "http": {
+        # The event loop: uvloop (libuv) where installed, else asyncio's own.
+        "uvloop": True,
         "max_sync_timeout_ms": 600_000,
         "keep_alive_timeout_s": 75,
         "backlog": 2048,
