@@ -38,7 +38,8 @@ def plot_results(results: list[dict[str, Any]], title: str, png: Path) -> Path:
         if not pts:
             continue
         srv = res.get("server", {})
-        name = f"{srv.get('name', '?')} {srv.get('version', '')} ({res.get('scenario')})"
+        mode = res.get("config", {}).get("sync_mode", "longpoll")
+        name = f"{srv.get('name', '?')} {srv.get('version', '')} ({res.get('scenario')}, {mode})"
         xs = [p[0] for p in pts]
         line = None
         for key, ls in styles.items():
