@@ -33,11 +33,13 @@ def now_ms() -> int:
 class TypingService:
     """Who is typing where. Ephemeral: kept in memory, never in the database."""
 
-    def __init__(self, bus: LocalBus, events: EventStore, rooms: RoomService) -> None:
+    def __init__(self, bus: LocalBus, events: EventStore, rooms: RoomService, start: int = 0) -> None:
         self.bus = bus
         self.events = events
         self.rooms = rooms
-        self.position = 0
+        # Not stored: a restart continues from `start` (the start-up time in ms), which is past
+        # every position handed out before, so tokens from before a restart stay comparable.
+        self.position = start
         self._typing: dict[str, dict[str, float]] = defaultdict(dict)  # room -> user -> expiry (monotonic)
         self._room_pos: dict[str, int] = {}
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}

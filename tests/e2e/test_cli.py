@@ -57,14 +57,20 @@ def test_run_embedded_survives_restart(tmp_path: Path) -> None:
     p = Process(data, port)
     p.wait_ready()
     try:
-        with httpx.Client(base_url=p.url) as c:
+        with httpx.Client(base_url=p.url, timeout=30) as c:
             r = c.post(f"{V3}/register", json={"username": "alice", "password": "pw",
                                                "auth": {"type": "m.login.dummy"}})
             assert r.status_code == 200, r.text
             token, device = r.json()["access_token"], r.json()["device_id"]
-            r = c.put(f"{V3}/devices/{device}", headers={"Authorization": f"Bearer {token}"},
-                      json={"display_name": "kept"})
+            auth = {"Authorization": f"Bearer {token}"}
+            r = c.put(f"{V3}/devices/{device}", headers=auth, json={"display_name": "kept"})
             assert r.status_code == 200
+            room = c.post(f"{V3}/createRoom", headers=auth, json={}).json()["room_id"]
+            since = c.get(f"{V3}/sync", headers=auth, params={"timeout": 0}).json()["next_batch"]
+            r = c.put(f"{V3}/rooms/{room}/typing/@alice:localhost", headers=auth, json={"typing": True})
+            assert r.status_code == 200
+            body = c.get(f"{V3}/sync", headers=auth, params={"timeout": 5000, "since": since}).json()
+            since = body["next_batch"]
     finally:
         out = p.stop()
     assert p.proc.returncode == 0, out
@@ -78,7 +84,7 @@ def test_run_embedded_survives_restart(tmp_path: Path) -> None:
     p2 = Process(data, port)
     p2.wait_ready()
     try:
-        with httpx.Client(base_url=p2.url) as c:
+        with httpx.Client(base_url=p2.url, timeout=30) as c:
             r = c.get(f"{V3}/account/whoami", headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 200, r.text
             assert r.json()["device_id"] == device
@@ -87,6 +93,19 @@ def test_run_embedded_survives_restart(tmp_path: Path) -> None:
             r = c.post(f"{V3}/login", json={"type": "m.login.password", "password": "pw",
                                             "identifier": {"type": "m.id.user", "user": "alice"}})
             assert r.status_code == 200
+            # A token from before the restart still sees what happens after it: typing (kept in
+            # memory only) and new events.
+            auth = {"Authorization": f"Bearer {token}"}
+            r = c.put(f"{V3}/rooms/{room}/typing/@alice:localhost", headers=auth, json={"typing": True})
+            assert r.status_code == 200
+            body = c.get(f"{V3}/sync", headers=auth, params={"timeout": 5000, "since": since}).json()
+            ephemeral = body["rooms"]["join"][room]["ephemeral"]["events"]
+            assert {"type": "m.typing", "content": {"user_ids": ["@alice:localhost"]}} in ephemeral
+            r = c.put(f"{V3}/rooms/{room}/send/m.room.message/t1", headers=auth, json={"msgtype": "m.text",
+                                                                                      "body": "after"})
+            assert r.status_code == 200
+            body = c.get(f"{V3}/sync", headers=auth, params={"timeout": 5000, "since": body["next_batch"]}).json()
+            assert [e["content"].get("body") for e in body["rooms"]["join"][room]["timeline"]["events"]] == ["after"]
     finally:
         assert p2.stop() is not None
     assert p2.proc.returncode == 0
@@ -116,7 +135,7 @@ def test_register_user_and_migrate_cli(tmp_path: Path) -> None:
     p = Process(data, port, "--set", "registration.open=false")
     p.wait_ready()
     try:
-        with httpx.Client(base_url=p.url) as c:
+        with httpx.Client(base_url=p.url, timeout=30) as c:
             r = c.post(f"{V3}/login", json={"type": "m.login.password", "password": "s3cret",
                                             "identifier": {"type": "m.id.user", "user": "root"}})
             assert r.status_code == 200
