@@ -55,6 +55,7 @@ class FastSync:
         self.app = app
         self.services = services
         self.extra_headers = extra_headers
+        self._metric_children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -114,10 +115,16 @@ class FastSync:
 
     def _record(self, endpoint: str, status: int, start: float) -> None:
         elapsed = time.perf_counter() - start
-        metrics = self.services.metrics
-        metrics.requests.labels("GET", endpoint, str(status)).inc()
-        metrics.latency.labels("GET", endpoint).observe(elapsed)
-        log.info("%s %s %d %.1fms", "GET", endpoint, status, elapsed * 1000)
+        children = self._metric_children.get((endpoint, status))
+        if children is None:
+            metrics = self.services.metrics
+            children = (metrics.requests.labels("GET", endpoint, str(status)), metrics.latency.labels("GET", endpoint))
+            self._metric_children[(endpoint, status)] = children
+        children[0].inc()
+        children[1].observe(elapsed)
+        # Answered long-polls are most of all requests: their lines are debug-level, the rest info.
+        log.log(logging.DEBUG if status == 200 else logging.INFO,
+                "%s %s %d %.1fms", "GET", endpoint, status, elapsed * 1000)
 
 
 async def _wait_disconnect(receive: Any) -> None:

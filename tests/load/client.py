@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
@@ -142,7 +143,7 @@ class MatrixClient:
             raw = await resp.read()
             if resp.status != 200:
                 raise MatrixError(resp.status, raw[:300], "GET /sync")
-        return json.loads(raw), len(raw)
+        return orjson.loads(raw), len(raw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,7 +286,7 @@ class WebSocketSync(_SyncTransport):
                 if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                     raise ConnectionError(f"websocket closed: {ws.close_code}")
                 continue
-            data = json.loads(msg.data)
+            data = orjson.loads(msg.data)
             if data.get("type") == "error":
                 self.counters.errors += 1
                 continue
