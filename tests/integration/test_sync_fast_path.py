@@ -176,3 +176,64 @@ async def test_a_stored_filter_is_resolved_per_user(client: httpx.AsyncClient) -
     # Bob has no filter of that ID: alice's (now cached) is not his.
     r = await client.get(f"{V3}/sync", headers=b.h, params={"timeout": 0, "filter": fid})
     assert r.status_code == 400 and r.json()["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_gaps_under_concurrent_senders_fill_exactly(client: httpx.AsyncClient) -> None:
+    """Small random timeline limits while several rooms are written at once: each `limited`
+    window's gap, read back through /messages from prev_batch, joins up with what came before."""
+    a = User(client, await register(client, "alice"))
+    b = User(client, await register(client, "bob"))
+    rooms = []
+    for i in range(3):
+        r = await client.post(f"{V3}/createRoom", headers=a.h, json={"preset": "public_chat", "name": f"g{i}"})
+        rooms.append(r.json()["room_id"])
+        assert (await client.post(f"{V3}/join/{rooms[-1]}", headers=b.h, json={})).status_code == 200
+    await b.sync()
+    sent: dict[str, set[str]] = {room: set() for room in rooms}
+    seen: dict[str, list[str]] = {room: [] for room in rooms}
+    rng = random.Random(11)
+
+    async def sender(k: int) -> None:
+        for n in range(40):
+            room = rooms[(k + n) % len(rooms)]
+            sent[room].add(await a.send(room, f"{k}-{n}"))
+
+    async def fill_gap(room: str, token: str) -> list[str]:
+        gap: list[str] = []
+        while True:
+            r = await client.get(f"{V3}/rooms/{room}/messages", headers=b.h,
+                                 params={"from": token, "dir": "b", "limit": 7})
+            chunk = r.json()
+            for eid in (e["event_id"] for e in chunk["chunk"] if e["type"] == "m.room.message"):
+                if seen[room] and eid == seen[room][-1]:
+                    return gap[::-1]
+                gap.append(eid)
+            if "end" not in chunk:
+                return gap[::-1]
+            token = chunk["end"]
+
+    done = asyncio.Event()
+
+    async def syncer() -> None:
+        while True:
+            finished = done.is_set()
+            f = json.dumps({"room": {"timeline": {"limit": rng.randint(1, 4)}}})
+            body = await b.sync(filter=f, timeout=200)
+            for room in rooms:
+                tl = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline")
+                if not tl:
+                    continue
+                if tl["limited"]:
+                    seen[room].extend(await fill_gap(room, tl["prev_batch"]))
+                seen[room].extend(e["event_id"] for e in tl["events"] if e["type"] == "m.room.message")
+            if finished:
+                return
+
+    task = asyncio.ensure_future(syncer())
+    await asyncio.gather(*(sender(k) for k in range(4)))
+    await asyncio.sleep(0.5)
+    done.set()
+    await task
+    for room in rooms:
+        assert len(seen[room]) == len(set(seen[room])), "an event came twice"
+        assert set(seen[room]) == sent[room], "an event was skipped"
