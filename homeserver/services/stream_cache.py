@@ -34,8 +34,7 @@ log = logging.getLogger(__name__)
 class StreamSequencer:
     """Gives out the positions of one stream and hands committed ones to `apply` in order.
 
-    A writer takes a position with `allocate()` (or declares one it got elsewhere
-    with `begin(p)`, before any higher one can exist), then calls `finish(p, item)`
+    A writer takes a position with `allocate()`, then calls `finish(p, item)`
     after its commit or `abort(p)` after a rollback. `apply(item)` runs for p only
     when no lower position is still in flight, so whoever sees position p applied
     knows every lower one is committed. Writers in different rooms commit in any
@@ -61,9 +60,6 @@ class StreamSequencer:
         self._next += 1
         self._in_flight.add(self._next)
         return self._next
-
-    def begin(self, position: int) -> None:
-        self._in_flight.add(position)
 
     def abort(self, position: int) -> None:
         self._in_flight.discard(position)

@@ -40,11 +40,10 @@ def positions(events: list[StoredEvent] | None) -> list[int] | None:
 def test_sequencer_applies_in_position_order_whatever_the_finishing_order() -> None:
     applied: list[int] = []
     seq = StreamSequencer(applied.append)
-    seq.begin(1)
-    seq.begin(2)
+    assert (seq.allocate(), seq.allocate()) == (1, 2)
     seq.finish(2, 2)
     assert applied == []  # 1 is still in flight
-    seq.begin(3)
+    assert seq.allocate() == 3
     seq.finish(1, 1)
     assert applied == [1, 2]
     seq.finish(3, 3)
@@ -54,8 +53,8 @@ def test_sequencer_applies_in_position_order_whatever_the_finishing_order() -> N
 def test_sequencer_abort_releases_later_positions() -> None:
     applied: list[int] = []
     seq = StreamSequencer(applied.append)
-    seq.begin(5)
-    seq.begin(6)
+    seq.start_after(4)
+    assert (seq.allocate(), seq.allocate()) == (5, 6)
     seq.finish(6, 6)
     seq.abort(5)
     assert applied == [6]
@@ -64,8 +63,7 @@ def test_sequencer_abort_releases_later_positions() -> None:
 async def test_sequencer_applied_waits_for_lower_positions() -> None:
     applied: list[int] = []
     seq = StreamSequencer(applied.append)
-    seq.begin(1)
-    seq.begin(2)
+    seq.allocate(), seq.allocate()
     seq.finish(2, 2)
     waiter = asyncio.ensure_future(seq.applied(2))
     await asyncio.sleep(0)
@@ -85,8 +83,7 @@ def test_sequencer_survives_a_failing_apply() -> None:
             raise RuntimeError("boom")
 
     seq = StreamSequencer(apply)
-    seq.begin(1)
-    seq.begin(2)
+    seq.allocate(), seq.allocate()
     seq.finish(1, 1)
     seq.finish(2, 2)
     assert seen == [1, 2]
