@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -44,8 +45,12 @@ def pg_url() -> Any:
 
     folder = Path(tempfile.mkdtemp(prefix="parley-test-pg-"))
     pg = EmbeddedPostgres(folder / "pg")
-    yield pg.start()
-    pg.stop()
+    try:
+        yield pg.start()
+    finally:
+        pg.stop()
+        # A run's cluster holds every test's database (gigabytes): nothing of it is kept.
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest_asyncio.fixture(scope="session")
