@@ -208,9 +208,8 @@ class RoomService:
         stream, group = await self.events.persist_event(
             conn, event, state_group_before=group_before, txn=txn, now_ms=ts, allocate_stream=positions.allocate
         )
-        state = dict(current)
-        if event.is_state:
-            state[event.state_tuple] = event.event_id
+        # Heads' state maps are never changed in place: a state event makes a new one, a message shares it.
+        state = {**current, event.state_tuple: event.event_id} if event.is_state else current
         positions.heads[room_id] = _Head(event.event_id, depth, group, state)
         return self._track(positions, NewEvent(event, stream))
 
