@@ -82,7 +82,8 @@ class FastSync:
             if not task.done():
                 task.cancel()  # the client left (or we are cancelled): release the waiter now
             watcher.cancel()
-        if task.cancelled():
+        if not task.done() or task.cancelled():
+            # The client left: the sync was cancelled above (its cancellation may still be in flight).
             self._record(endpoint, 499, start)
             return
         exc = task.exception()
