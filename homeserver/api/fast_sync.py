@@ -74,26 +74,35 @@ class FastSync:
         for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
             args.setdefault(k, v)
         status, body, extra = 200, b"", {}
-        task = asyncio.ensure_future(self._answer(headers, args))
+        # The sync runs in this request's own task; a watcher cancels it if the client leaves,
+        # which releases its waiter at once.
+        current = asyncio.current_task()
+        assert current is not None
+        state = {"finished": False, "left": False}
+
+        def on_disconnect(watcher: asyncio.Future[None]) -> None:
+            if not watcher.cancelled() and not state["finished"]:
+                state["left"] = True
+                current.cancel()
+
         watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        watcher.add_done_callback(on_disconnect)
         try:
-            await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not task.done():
-                task.cancel()  # the client left (or we are cancelled): release the waiter now
-            watcher.cancel()
-        if not task.done() or task.cancelled():
-            # The client left: the sync was cancelled above (its cancellation may still be in flight).
+            body = encode_json(await self._answer(headers, args))
+        except asyncio.CancelledError:
+            if not state["left"]:
+                raise  # we are being cancelled (shutdown): not the client's doing
+            current.uncancel()
             self._record(endpoint, 499, start)
             return
-        exc = task.exception()
-        if exc is None:
-            body = encode_json(task.result())
-        elif isinstance(exc, errors.MatrixError):
+        except errors.MatrixError as exc:
             status, body, extra = exc.status, encode_json(exc.body()), exc.headers
-        else:
+        except Exception as exc:
             log.error("unhandled error", exc_info=exc)
             status, body = 500, encode_json({"errcode": "M_UNKNOWN", "error": "Internal server error"})
+        finally:
+            state["finished"] = True
+            watcher.cancel()
         out = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

@@ -139,7 +139,7 @@ class SyncService:
         try:
             deadline = time.monotonic() + timeout_ms / 1000
             while True:
-                waiter.event.clear()
+                waiter.clear()
                 now = self.notifier.current_token()
                 if since is not None:
                     # A token from the future (another worker, a restart) never rewinds us.
