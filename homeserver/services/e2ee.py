@@ -12,9 +12,10 @@ position is published on the bus; ``/sync`` reads them through
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from homeserver import errors
@@ -34,6 +35,7 @@ from homeserver.core.identifiers import get_domain, is_valid_user_id
 from homeserver.core.tokens import SyncToken
 from homeserver.infra.batch import BatchLoader
 from homeserver.infra.bus import LocalBus, StreamUpdate
+from homeserver.infra.guarded_cache import GuardedCache
 from homeserver.services.auth import Requester, now_ms
 from homeserver.services.notifier import Notifier
 from homeserver.services.stream_cache import EventStreamCache
@@ -73,9 +75,23 @@ class E2EEService:
         self._key_counts: BatchLoader[tuple[str, str], tuple[dict[str, int], list[str]]] = BatchLoader(
             store.key_counts_for, lambda: ({}, [])
         )
+        # (user, device) -> its key counts, as every sync reports them; dropped by every key write.
+        self._key_count_cache: GuardedCache[tuple[str, str], tuple[dict[str, int], list[str]]] = GuardedCache()
 
     def _is_local(self, user_id: str) -> bool:
         return get_domain(user_id) == self.server_name
+
+    @contextlib.contextmanager
+    def _keys_changing(self, user_id: str, device_ids: Iterable[str]) -> Iterator[None]:
+        """Around every write of one-time or fallback keys: the cached counts of those devices go."""
+        cache = self._key_count_cache
+        writes = [((user_id, d), cache.begin_write((user_id, d))) for d in device_ids]
+        try:
+            yield
+        finally:
+            for scope, token in writes:
+                cache.end_write(scope, token)
+                cache.invalidate(scope)
 
     # -- streams (the contract with /sync) --------------------------------------------
     async def max_positions(self) -> tuple[int, int]:
@@ -157,7 +173,13 @@ class E2EEService:
             changes = await self.device_list_changes(user_id, since, now)
             if changes["changed"] or changes["left"]:
                 response["device_lists"] = changes
-        counts, fallback_types = await self._key_counts.load((user_id, device_id))
+        key = (user_id, device_id)
+        cached = self._key_count_cache.get(key)
+        if cached is None:
+            mark = self._key_count_cache.read_mark(key)
+            cached = await self._key_counts.load(key)
+            self._key_count_cache.put(key, cached, key, mark)
+        counts, fallback_types = cached
         counts = dict(counts)
         counts.setdefault("signed_curve25519", 0)
         response["device_one_time_keys_count"] = counts
@@ -221,29 +243,30 @@ class E2EEService:
             raise errors.invalid_param("at most one fallback key per algorithm")
 
         position = None
-        async with self.db.transaction() as conn:
-            if not await self.store.device_exists(conn, user_id, device_id):
-                raise errors.not_found("Unknown device")
-            if device_keys_json is not None and await self.store.set_device_keys(
-                conn, user_id, device_id, device_keys_json, now_ms()
-            ):
-                position = await self._device_lists_changed(conn, user_id)
-            if otks:
-                existing = await self.store.existing_one_time_keys(
-                    conn, user_id, device_id, [a for a, _, _ in otks], [i for _, i, _ in otks]
-                )
-                new = []
-                for alg, ident, text in otks:
-                    old = existing.get((alg, ident))
-                    if old is None:
-                        new.append((alg, ident, text))
-                    elif old != text:
-                        # As Synapse: a key ID is never reused for a different key.
-                        raise errors.invalid_param(f"one-time key {alg}:{ident} already exists with different content")
-                await self.store.add_one_time_keys(conn, user_id, device_id, new, now_ms())
-            for alg, ident, text in fallbacks:
-                await self.store.set_fallback_key(conn, user_id, device_id, alg, ident, text)
-            counts = await self.store.count_one_time_keys(user_id, device_id, conn)
+        with self._keys_changing(user_id, [device_id]):
+            async with self.db.transaction() as conn:
+                if not await self.store.device_exists(conn, user_id, device_id):
+                    raise errors.not_found("Unknown device")
+                if device_keys_json is not None and await self.store.set_device_keys(
+                    conn, user_id, device_id, device_keys_json, now_ms()
+                ):
+                    position = await self._device_lists_changed(conn, user_id)
+                if otks:
+                    existing = await self.store.existing_one_time_keys(
+                        conn, user_id, device_id, [a for a, _, _ in otks], [i for _, i, _ in otks]
+                    )
+                    new = []
+                    for alg, ident, text in otks:
+                        old = existing.get((alg, ident))
+                        if old is None:
+                            new.append((alg, ident, text))
+                        elif old != text:
+                            # As Synapse: a key ID is never reused for a different key.
+                            raise errors.invalid_param(f"one-time key {alg}:{ident} already exists with different content")
+                    await self.store.add_one_time_keys(conn, user_id, device_id, new, now_ms())
+                for alg, ident, text in fallbacks:
+                    await self.store.set_fallback_key(conn, user_id, device_id, alg, ident, text)
+                counts = await self.store.count_one_time_keys(user_id, device_id, conn)
         if position is not None:
             await self._publish_device_list(user_id, position)
         counts.setdefault("signed_curve25519", 0)
@@ -333,12 +356,13 @@ class E2EEService:
         out: dict[str, dict[str, Any]] = {}
         for user_id, device_id, algorithm in requests:
             # One short transaction per key: a claim never waits on another device's.
-            async with self.db.transaction() as conn:
-                if not await self.store.device_exists(conn, user_id, device_id):
-                    continue
-                claimed = await self.store.claim_one_time_key(conn, user_id, device_id, algorithm)
-                if claimed is None:
-                    claimed = await self.store.claim_fallback_key(conn, user_id, device_id, algorithm)
+            with self._keys_changing(user_id, [device_id]):
+                async with self.db.transaction() as conn:
+                    if not await self.store.device_exists(conn, user_id, device_id):
+                        continue
+                    claimed = await self.store.claim_one_time_key(conn, user_id, device_id, algorithm)
+                    if claimed is None:
+                        claimed = await self.store.claim_fallback_key(conn, user_id, device_id, algorithm)
             if claimed is not None:
                 key_id, text = claimed
                 out.setdefault(user_id, {})[device_id] = {f"{algorithm}:{key_id}": json.loads(text)}
@@ -532,7 +556,8 @@ class E2EEService:
         ids = list(device_ids)
         if not ids:
             return
-        async with self.db.transaction() as conn:
-            await self.store.delete_device_data(conn, user_id, ids)
-            position = await self._device_lists_changed(conn, user_id)
+        with self._keys_changing(user_id, ids):
+            async with self.db.transaction() as conn:
+                await self.store.delete_device_data(conn, user_id, ids)
+                position = await self._device_lists_changed(conn, user_id)
         await self._publish_device_list(user_id, position)

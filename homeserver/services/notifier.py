@@ -18,7 +18,7 @@ from homeserver.infra.bus import LocalBus, StreamUpdate
 class Waiter:
     """One waiting sync. `set` wakes it; a wake before `Notifier.wait` is kept until `clear`."""
 
-    __slots__ = ("user_id", "woken", "woken_by", "_future")
+    __slots__ = ("_future", "user_id", "woken", "woken_by")
 
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id

@@ -23,6 +23,7 @@ from homeserver import errors
 from homeserver.core import push_rules as pr
 from homeserver.core.power_levels import get_user_power_level_from_content
 from homeserver.infra.batch import BatchLoader
+from homeserver.infra.guarded_cache import GuardedCache
 from homeserver.services.auth import Requester
 from homeserver.services.rooms import NewEvent
 from homeserver.services.userdata import AccountDataService
@@ -116,6 +117,9 @@ class PushService:
         self.store = store
         self.events = events
         self._summaries: BatchLoader[tuple[str, str], list[Any]] = BatchLoader(store.unread_summaries, list)
+        # (user, room) -> ((thread_id, notifications, highlights), ...): what a woken sync reads.
+        # Scope: the room. Kept current by the writers below (record_push_actions, reset_counts).
+        self._counts: GuardedCache[tuple[str, str], tuple[tuple[str, int, int], ...]] = GuardedCache()
         # Per room: joined members' display names, power levels, create event (see on_commit).
         self._room_contexts: dict[str, tuple[dict[str, str | None], Any, Any]] = {}
         self._room_changes: dict[str, int] = {}
@@ -225,13 +229,36 @@ class PushService:
         if not rows:
             return
         thread_id = pr.thread_id_of(pdu)
-        await self.store.record_push_actions(room_id, event.event_id, n.stream_ordering, thread_id,
-                                             pdu.get("origin_server_ts", now_ms()), rows)
+        write = self._counts.begin_write(room_id)
+        changed: list[Any] | None = None
+        try:
+            changed = await self.store.record_push_actions(room_id, event.event_id, n.stream_ordering, thread_id,
+                                                           pdu.get("origin_server_ts", now_ms()), rows)
+        finally:
+            if self._counts.end_write(room_id, write) and changed is not None:
+                for r in changed:  # ran alone: the returned counters are the current ones
+                    self._set_count(r["user_id"], room_id, r["thread_id"], r["notif_count"], r["highlight_count"])
+            else:
+                for user_id, *_ in rows:
+                    self._counts.invalidate((user_id, room_id))
         await self._poke_pushers(n, rows)
+
+    def _set_count(self, user_id: str, room_id: str, thread_id: str, notifications: int, highlights: int) -> None:
+        key = (user_id, room_id)
+        cached = self._counts.get(key)
+        if cached is None:
+            return
+        others = tuple(t for t in cached if t[0] != thread_id)
+        self._counts.set(key, (*others, (thread_id, int(notifications), int(highlights))))
 
     # -- receipts and /sync -----------------------------------------------------
     async def on_read(self, user_id: str, room_id: str) -> None:
-        await self.store.reset_counts(user_id, room_id)
+        write = self._counts.begin_write(room_id)
+        try:
+            await self.store.reset_counts(user_id, room_id)
+        finally:
+            self._counts.end_write(room_id, write)
+            self._counts.invalidate((user_id, room_id))
 
     async def unread_counts(
         self, user_id: str, room_ids: list[str], per_thread: bool
@@ -240,17 +267,31 @@ class PushService:
         out: dict[str, tuple[dict[str, int], dict[str, dict[str, int]]]] = {
             r: ({"notification_count": 0, "highlight_count": 0}, {}) for r in room_ids
         }
-        # Syncs woken together by one message ask together: one query for all of them.
-        per_room = await self._summaries.load_many([(user_id, r) for r in room_ids])
-        for row in (row for rows in per_room for row in rows):
-            main, threads = out[row["room_id"]]
-            n, h = int(row["notif_count"]), int(row["highlight_count"])
-            if per_thread and row["thread_id"] != "main":
-                if n or h:
-                    threads[row["thread_id"]] = {"notification_count": n, "highlight_count": h}
+        found: dict[str, tuple[tuple[str, int, int], ...]] = {}
+        missing: list[str] = []
+        for room_id in room_ids:
+            cached = self._counts.get((user_id, room_id))
+            if cached is None:
+                missing.append(room_id)
             else:
-                main["notification_count"] += n
-                main["highlight_count"] += h
+                found[room_id] = cached
+        if missing:
+            marks = [self._counts.read_mark(r) for r in missing]
+            # Syncs woken together ask together: one query for all of them.
+            per_room = await self._summaries.load_many([(user_id, r) for r in missing])
+            for room_id, mark, records in zip(missing, marks, per_room, strict=True):
+                value = tuple((r["thread_id"], int(r["notif_count"]), int(r["highlight_count"])) for r in records)
+                self._counts.put((user_id, room_id), value, room_id, mark)
+                found[room_id] = value
+        for room_id, rows in found.items():
+            main, threads = out[room_id]
+            for thread_id, n, h in rows:
+                if per_thread and thread_id != "main":
+                    if n or h:
+                        threads[thread_id] = {"notification_count": n, "highlight_count": h}
+                else:
+                    main["notification_count"] += n
+                    main["highlight_count"] += h
         return out
 
     async def notifications(self, requester: Requester, args: dict[str, str], serializer: Any) -> dict[str, Any]:

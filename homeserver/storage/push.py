@@ -79,13 +79,14 @@ class PushStore:
     async def record_push_actions(
         self, room_id: str, event_id: str, stream: int, thread_id: str, ts: int,
         rows: Sequence[tuple[str, bool, bool, list[Any]]],
-    ) -> None:
+    ) -> list[asyncpg.Record]:
         """One statement per event: the action rows, and +1 on each recipient's counters
-        unless their read receipt is already at or past this event."""
+        unless their read receipt is already at or past this event. Returns the counters it
+        changed, as they now are (user_id, thread_id, notif_count, highlight_count)."""
         if not rows:
-            return
+            return []
         async with self.db.connection() as conn:
-            await conn.execute(
+            return await conn.fetch(
                 "WITH a AS ("
                 " INSERT INTO event_push_actions"
                 "  (user_id, room_id, event_id, stream_ordering, thread_id, notif, highlight, actions, ts)"
@@ -101,7 +102,8 @@ class PushStore:
                 " ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET"
                 "  notif_count = s.notif_count + EXCLUDED.notif_count,"
                 "  highlight_count = s.highlight_count + EXCLUDED.highlight_count,"
-                "  last_stream = GREATEST(s.last_stream, EXCLUDED.last_stream)",
+                "  last_stream = GREATEST(s.last_stream, EXCLUDED.last_stream)"
+                " RETURNING s.user_id, s.thread_id, s.notif_count, s.highlight_count",
                 room_id, event_id, stream, thread_id, ts,
                 [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
                 [json.dumps(r[3]) for r in rows],

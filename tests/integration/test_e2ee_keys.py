@@ -128,6 +128,14 @@ async def test_concurrent_claims_hand_out_each_key_once_then_the_fallback(
     assert r.status_code == 200
     claimers = [await login_user(client, f"claimer{i}") for i in range(4)]
 
+    async def sync_keys() -> tuple[dict[str, int], list[str]]:
+        r = await client.get(f"{V3}/sync", headers=ah)
+        body = r.json()
+        return body["device_one_time_keys_count"], body["device_unused_fallback_key_types"]
+
+    # Syncs keep the counts in memory; every claim must still show in the next sync.
+    assert await sync_keys() == ({"signed_curve25519": 10}, ["signed_curve25519"])
+
     async def claim(i: int) -> dict[str, Any]:
         h = claimers[i % len(claimers)][1]
         body = {"one_time_keys": {uid: {did: "signed_curve25519"}}}
@@ -136,7 +144,8 @@ async def test_concurrent_claims_hand_out_each_key_once_then_the_fallback(
         assert r.status_code == 200, r.text
         return r.json()["one_time_keys"][uid][did]
 
-    results = await asyncio.gather(*(claim(i) for i in range(20)))
+    results, *_ = await asyncio.gather(asyncio.gather(*(claim(i) for i in range(20))),
+                                       *(sync_keys() for _ in range(5)))
     handed = [kid for res in results for kid in res]
     otk_claims = [k for k in handed if k in otks]
     assert sorted(otk_claims) == sorted(otks), "every one-time key exactly once"
@@ -151,10 +160,15 @@ async def test_concurrent_claims_hand_out_each_key_once_then_the_fallback(
     e2ee = server.services.e2ee
     assert await e2ee.one_time_key_counts(uid, did) == {"signed_curve25519": 0}
     assert await e2ee.unused_fallback_key_types(uid, did) == []
+    assert await sync_keys() == ({"signed_curve25519": 0}, [])
     # A new fallback key is unused again.
     r = await client.post(f"{V3}/keys/upload", headers=ah, json={"fallback_keys": adev.fallback_keys("F0002")})
     assert r.status_code == 200
     assert await e2ee.unused_fallback_key_types(uid, did) == ["signed_curve25519"]
+    assert await sync_keys() == ({"signed_curve25519": 0}, ["signed_curve25519"])
+    r = await client.post(f"{V3}/keys/upload", headers=ah, json={"one_time_keys": adev.one_time_keys(3, start=100)})
+    assert r.status_code == 200, r.text
+    assert await sync_keys() == ({"signed_curve25519": 3}, ["signed_curve25519"])
     # Unknown devices and algorithms give nothing.
     r = await client.post(f"{V3}/keys/claim", headers=ah,
                           json={"one_time_keys": {uid: {"NOPE": "signed_curve25519", did: "other_alg"}}})

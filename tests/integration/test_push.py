@@ -355,3 +355,43 @@ async def test_counters_in_a_300_member_room(server: Any, client: httpx.AsyncCli
         assert counts(await m.sync(), room) == expected
     assert counts(await owner.sync(), room) == {"notification_count": 0, "highlight_count": 0}
     print(f"push processing per event in a 300-member room: {1000 * sum(spent) / len(spent):.1f} ms")
+
+
+async def test_counters_in_sync_stay_exact_under_racing_sends_and_receipts(
+    server: Any, client: httpx.AsyncClient
+) -> None:
+    """The counts a sync reports are kept in memory between syncs (updated by the writer that
+    changed them); under concurrent senders and receipts they must equal the database's."""
+    a, b, c, room = await three(client)
+    store = server.services.push.store
+
+    async def in_db(user: User) -> int:
+        rows = (await store.unread_summaries([(user.user_id, room)])).get((user.user_id, room), [])
+        return sum(int(r["notif_count"]) for r in rows)
+
+    await b.sync()
+    await a.send(room, "warm")
+    assert counts(await b.sync(), room)["notification_count"] == 1  # now kept in memory
+    ids: list[str] = []
+
+    async def sender(u: User, tag: str) -> None:
+        for i in range(10):
+            ids.append(await u.send(room, f"{tag}{i}"))
+
+    await asyncio.gather(sender(a, "a"), sender(c, "c"))
+    assert counts(await b.sync(), room)["notification_count"] == 21 == await in_db(b)
+    # A receipt racing more sends: whatever the interleaving, sync and database agree.
+    r, *_ = await asyncio.gather(
+        client.post(f"{V3}/rooms/{room}/receipt/m.read/{ids[-1]}", headers=b.h, json={}),
+        sender(a, "x"),
+    )
+    assert r.status_code == 200
+    body = await b.sync()
+    assert counts(body, room)["notification_count"] == await in_db(b)
+    # After the last receipt, exactly the later messages count.
+    last = await a.send(room, "settled")
+    r = await client.post(f"{V3}/rooms/{room}/receipt/m.read/{last}", headers=b.h, json={})
+    assert counts(await b.sync(), room)["notification_count"] == 0 == await in_db(b)
+    for i in range(3):
+        await c.send(room, f"after {i}")
+    assert counts(await b.sync(), room)["notification_count"] == 3 == await in_db(b)
