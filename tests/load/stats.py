@@ -175,13 +175,18 @@ class DeliveryLedger:
         expected_pairs = 0
         delivered = 0
         lat: list[float] = []
+        # By the room's size (recipients per message): where a tail comes from.
+        by_size: dict[str, list[float]] = {}
         for mid in ids:
-            for rcpt in self.expected.get(mid, ()):
+            recipients = self.expected.get(mid, ())
+            size_class = room_size_class(len(recipients))
+            for rcpt in recipients:
                 expected_pairs += 1
                 ms = self.arrivals.get((mid, rcpt))
                 if ms is not None:
                     delivered += 1
                     lat.append(ms)
+                    by_size.setdefault(size_class, []).append(ms)
         unexpected = sum(1 for (mid, _r2) in self.pending_arrivals if msg_ids is None or mid in idset)
         dups = sum(self.duplicates.get(mid, 0) for mid in ids)
         rate = delivered / expected_pairs if expected_pairs else math.nan
@@ -193,7 +198,15 @@ class DeliveryLedger:
             "duplicates": dups,
             "unexpected_pairs": unexpected,
             "latency": summarize(lat).as_dict(),
+            "latency_by_room_size": {k: summarize(v).as_dict() for k, v in sorted(by_size.items())},
         }
+
+
+def room_size_class(recipients: int) -> str:
+    """'1' (a DM), '2-49' (a group), '50+' (a big room): recipients of one message."""
+    if recipients <= 1:
+        return "1"
+    return "2-49" if recipients < 50 else "50+"
 
 
 def verdict(delivery: dict[str, object]) -> dict[str, bool]:
@@ -292,6 +305,16 @@ def results_table(result: dict[str, object]) -> str:
     out.append("Latencies in ms. Delivery = send start until the event is in the recipient's sync; "
                "'delivered' counts every scheduled message (failed, timed-out and capped sends included).")
     out.append(format_table(PHASE_HEADERS, rows))
+    by_size_rows = []
+    for p in [*phases, *([total] if isinstance(total, dict) else [])]:
+        delivery = p.get("delivery") if isinstance(p, dict) else None
+        for size, lat in ((delivery or {}).get("latency_by_room_size") or {}).items():
+            by_size_rows.append([p.get("label") or "total", size, lat.get("count"), lat.get("p50_ms"),
+                                 lat.get("p95_ms"), lat.get("p99_ms"), lat.get("max_ms")])
+    if by_size_rows:
+        out.append("")
+        out.append("Delivery by room size (recipients per message):")
+        out.append(format_table(["phase", "recipients", "deliveries", "p50", "p95", "p99", "max"], by_size_rows))
     setup = result.get("setup")
     if isinstance(setup, dict) and setup:
         out.append("")

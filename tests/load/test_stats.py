@@ -103,6 +103,22 @@ def test_ledger_counts_delivery_duplicates_and_early_arrivals() -> None:
     assert only_m2["delivered_pairs"] == 0 and only_m2["duplicates"] == 0
 
 
+def test_ledger_splits_latency_by_room_size() -> None:
+    led = DeliveryLedger()
+    led.expect("dm", ["@b"])
+    led.expect("big", [f"@u{i}" for i in range(60)])
+    led.seen("dm", "@b", 3.0)
+    for i in range(60):
+        led.seen("big", f"@u{i}", 10.0 + i)
+    by_size = led.report()["latency_by_room_size"]
+    assert isinstance(by_size, dict)
+    assert set(by_size) == {"1", "50+"}
+    assert by_size["1"]["count"] == 1 and by_size["1"]["max_ms"] == 3.0
+    assert by_size["50+"]["count"] == 60 and by_size["50+"]["max_ms"] == 69.0
+    table = results_table({"phases": [{"label": "x", "send": {"latency": {}}, "delivery": led.report()}]})
+    assert "Delivery by room size" in table and "50+" in table
+
+
 def test_verdict_and_holds() -> None:
     good = {"delivery_rate": 1.0, "latency": {"avg_ms": 50.0, "p95_ms": 200.0, "p99_ms": 400.0}}
     assert all(verdict(good).values()) and holds(good)
