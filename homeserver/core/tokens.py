@@ -29,7 +29,8 @@ class SyncToken:
     device_lists: int = 0
 
     def encode(self) -> str:
-        return "s" + "_".join(str(getattr(self, name)) for name in STREAMS)
+        return (f"s{self.events}_{self.typing}_{self.receipts}_{self.account_data}_{self.to_device}"
+                f"_{self.presence}_{self.device_lists}")
 
     @classmethod
     def decode(cls, text: str) -> SyncToken:
@@ -38,20 +39,20 @@ class SyncToken:
         parts = text[1:].split("_")
         if not parts or len(parts) > len(STREAMS):
             raise TokenError("malformed sync token")
-        try:
-            values = [int(p) for p in parts]
-        except ValueError:
-            raise TokenError("malformed sync token") from None
-        if any(v < 0 for v in values):
+        # Digits only: int() alone would also take signs, spaces and underscores.
+        if not all(p.isdigit() and p.isascii() for p in parts):
             raise TokenError("malformed sync token")
         # Older/shorter tokens: missing streams start at 0.
-        return cls(**dict(zip(STREAMS, values)))
+        return cls(*(int(p) for p in parts))
 
     def advance(self, other: SyncToken) -> SyncToken:
         """The position-wise maximum."""
         if other == self:
             return self
-        return SyncToken(*(max(a, b) for a, b in zip(self.positions(), other.positions(), strict=True)))
+        return SyncToken(max(self.events, other.events), max(self.typing, other.typing),
+                         max(self.receipts, other.receipts), max(self.account_data, other.account_data),
+                         max(self.to_device, other.to_device), max(self.presence, other.presence),
+                         max(self.device_lists, other.device_lists))
 
     def positions(self) -> tuple[int, ...]:
         """The positions in the order of STREAMS."""

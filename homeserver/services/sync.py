@@ -412,11 +412,13 @@ class SyncService:
         else:
             ids = {}
         if lazy:
-            wanted = {s.event.sender for s in timeline} | {user_id}
+            senders = {s.event.sender for s in timeline}
+            wanted = senders | {user_id}
             ids = {k: v for k, v in ids.items() if k[0] != "m.room.member" or k[1] in wanted}
             if not full and timeline:
-                # Make sure senders' memberships are known even without a gap.
-                missing = [("m.room.member", u) for u in wanted if ("m.room.member", u) not in ids]
+                # Make sure senders' memberships are known even without a gap. (The user's own is
+                # in their first sync of the room, and any change of it in the timeline or state.)
+                missing = [("m.room.member", u) for u in senders if ("m.room.member", u) not in ids]
                 if missing:
                     at = window[0].stream_ordering - 1
                     members = await self._member_ids(room_id, [k[1] for k in missing], at)

@@ -125,6 +125,8 @@ async def test_lazy_members_follow_membership_changes(client: httpx.AsyncClient)
     state = body["rooms"]["join"][room]["state"]["events"]
     bob_member = [e for e in state if e["type"] == "m.room.member" and e["state_key"] == b.user_id]
     assert len(bob_member) == 1 and bob_member[0]["content"]["membership"] == "join"
+    # Only the senders' memberships: Alice's own is not repeated in every incremental sync.
+    assert [e["state_key"] for e in state if e["type"] == "m.room.member"] == [b.user_id]
 
     # Bob renames himself (a membership event), then speaks: Alice gets the new membership.
     r = await client.put(f"{V3}/profile/{b.user_id}/displayname", headers=b.h, json={"displayname": "Robert"})
