@@ -231,6 +231,12 @@ async def build_services(config: Config, db: Database) -> Services:
             users = set(audience[room_id])
             if is_member_event and n.event.state_key:
                 users.add(n.event.state_key)
+            if len(users) > 2:
+                # Lazy-loading syncs of every member will want the sender's membership event: in the
+                # event cache now, or the first of them to ask holds the others back on a query.
+                sender_member = stream_cache.member_events(room_id, [n.event.sender], n.stream_ordering)
+                if sender_member:
+                    await events.get_events(sender_member.values())
             await bus.publish(StreamUpdate("events", n.stream_ordering, frozenset(users), frozenset([n.event.room_id])))
 
     rooms.listeners.append(publish_events)
