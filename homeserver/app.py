@@ -6,7 +6,6 @@ services up by name at run time (see ../shared/STYLE.md on Synapse's locator).
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 import uuid
@@ -233,14 +232,7 @@ async def build_services(config: Config, db: Database) -> Services:
             if is_member_event and n.event.state_key:
                 users.add(n.event.state_key)
             if len(users) > 2:
-                # Lazy-loading syncs of every member will want the room's membership map and the
-                # sender's membership event: loaded now (once per room), or the first syncs to ask
-                # hold the others back on a query after they all woke.
-                if not stream_cache.has_members(room_id):
-                    await stream_cache.load_members(room_id, functools.partial(events.members_with_positions, room_id))
-                sender_member = stream_cache.member_events(room_id, [n.event.sender], n.stream_ordering)
-                if sender_member:
-                    await events.get_events(sender_member.values())
+                await sync.prepare_wake(room_id, n.event.sender, n.stream_ordering)
             await bus.publish(StreamUpdate("events", n.stream_ordering, frozenset(users), frozenset([n.event.room_id])))
 
     rooms.listeners.append(publish_events)

@@ -9,6 +9,7 @@ only positions at or below the captured token, so the next sync from
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -429,11 +430,24 @@ class SyncService:
         timeline_ids = {s.event_id for s in window}
         return [v for v in ids.values() if v not in timeline_ids]
 
+    async def prepare_wake(self, room_id: str, sender: str, at: int) -> None:
+        """Before the syncs of a room's members wake for an event at `at`: load what every
+        lazy-loading one of them will read, the room's membership map and the sender's membership
+        event. Otherwise the first syncs to ask hold the others back on a query after all woke."""
+        await self._ensure_members(room_id)
+        sender_member = self.cache.member_events(room_id, [sender], at)
+        if sender_member:
+            await self.events.get_events(sender_member.values())
+
+    async def _ensure_members(self, room_id: str) -> None:
+        if not self.cache.has_members(room_id):
+            await self.cache.load_members(room_id, functools.partial(self.events.members_with_positions, room_id))
+
     async def _member_ids(self, room_id: str, users: list[str], at: int) -> dict[StateKey, str]:
         """The membership event IDs of `users` in the room's state at position `at`."""
         known = self.cache.member_events(room_id, users, at)
         if known is None and not self.cache.has_members(room_id):
-            await self.cache.load_members(room_id, lambda: self.events.members_with_positions(room_id))
+            await self._ensure_members(room_id)
             known = self.cache.member_events(room_id, users, at)
         if known is not None:
             return {("m.room.member", u): eid for u, eid in known.items()}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from typing import Any
+
 import httpx
 
 from tests.conftest import auth_header, register
@@ -13,14 +15,20 @@ from tests.integration.test_sync import V3, User, timeline
 BIG_TIMELINE = json.dumps({"room": {"timeline": {"limit": 1000}, "state": {"lazy_load_members": True}}})
 
 
-async def test_concurrent_sends_in_many_rooms_arrive_exactly_once(client: httpx.AsyncClient) -> None:
+async def pair_in_rooms(client: httpx.AsyncClient, n: int) -> tuple[User, User, list[str]]:
+    """Alice and Bob, both in `n` new public rooms Alice made."""
     a = User(client, await register(client, "alice"))
     b = User(client, await register(client, "bob"))
     rooms = []
-    for i in range(6):
+    for i in range(n):
         r = await client.post(f"{V3}/createRoom", headers=a.h, json={"preset": "public_chat", "name": f"r{i}"})
         rooms.append(r.json()["room_id"])
         assert (await client.post(f"{V3}/join/{rooms[-1]}", headers=b.h, json={})).status_code == 200
+    return a, b, rooms
+
+
+async def test_concurrent_sends_in_many_rooms_arrive_exactly_once(client: httpx.AsyncClient) -> None:
+    a, b, rooms = await pair_in_rooms(client, 6)
     await b.sync(filter=BIG_TIMELINE)
     sent: dict[str, set[str]] = {room: set() for room in rooms}
 
@@ -183,13 +191,7 @@ async def test_a_stored_filter_is_resolved_per_user(client: httpx.AsyncClient) -
 async def test_gaps_under_concurrent_senders_fill_exactly(client: httpx.AsyncClient) -> None:
     """Small random timeline limits while several rooms are written at once: each `limited`
     window's gap, read back through /messages from prev_batch, joins up with what came before."""
-    a = User(client, await register(client, "alice"))
-    b = User(client, await register(client, "bob"))
-    rooms = []
-    for i in range(3):
-        r = await client.post(f"{V3}/createRoom", headers=a.h, json={"preset": "public_chat", "name": f"g{i}"})
-        rooms.append(r.json()["room_id"])
-        assert (await client.post(f"{V3}/join/{rooms[-1]}", headers=b.h, json={})).status_code == 200
+    a, b, rooms = await pair_in_rooms(client, 3)
     await b.sync()
     sent: dict[str, set[str]] = {room: set() for room in rooms}
     seen: dict[str, list[str]] = {room: [] for room in rooms}
@@ -239,3 +241,24 @@ async def test_gaps_under_concurrent_senders_fill_exactly(client: httpx.AsyncCli
     for room in rooms:
         assert len(seen[room]) == len(set(seen[room])), "an event came twice"
         assert set(seen[room]) == sent[room], "an event was skipped"
+
+
+async def test_a_message_preloads_what_the_woken_lazy_syncs_read(server: Any, client: httpx.AsyncClient) -> None:
+    """Before a room's syncs wake, its membership map and the sender's membership event are in
+    memory (else the first lazy-loading syncs to ask hold the others back on a query)."""
+    a, b, (room,) = await pair_in_rooms(client, 1)
+    c = User(client, await register(client, "carol"))
+    assert (await client.post(f"{V3}/join/{room}", headers=c.h, json={})).status_code == 200
+    services = server.services
+    # As after a restart: nothing of the room in memory.
+    services.sync.cache._members.pop(room, None)
+    services.events._cache.clear()
+    await c.send(room, "hello")
+    assert services.sync.cache.has_members(room)
+    known = services.sync.cache.member_events(room, [c.user_id], 10**12)
+    assert known and known[c.user_id] in services.events._cache
+    body = await b.sync(filter=json.dumps({"room": {"state": {"lazy_load_members": True}}}))
+    joined = body["rooms"]["join"][room]
+    assert timeline(body, room)[-1]["content"]["body"] == "hello"
+    members = [e for e in joined["state"]["events"] + joined["timeline"]["events"] if e["type"] == "m.room.member"]
+    assert c.user_id in {e["state_key"] for e in members}
