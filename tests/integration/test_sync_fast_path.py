@@ -246,7 +246,7 @@ async def test_gaps_under_concurrent_senders_fill_exactly(client: httpx.AsyncCli
 async def test_a_message_preloads_what_the_woken_lazy_syncs_read(server: Any, client: httpx.AsyncClient) -> None:
     """Before a room's syncs wake, its membership map and the sender's membership event are in
     memory (else the first lazy-loading syncs to ask hold the others back on a query)."""
-    a, b, (room,) = await pair_in_rooms(client, 1)
+    _, b, (room,) = await pair_in_rooms(client, 1)
     c = User(client, await register(client, "carol"))
     assert (await client.post(f"{V3}/join/{room}", headers=c.h, json={})).status_code == 200
     services = server.services
